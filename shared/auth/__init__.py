@@ -1,0 +1,52 @@
+"""JWT verification: Cognito access tokens in production, HS256 look-alikes locally.
+
+    verifier = create_verifier(settings)         # once, in the bootstrap
+    app.state.verifier = verifier
+
+    @router.get("/me")
+    async def me(user: CurrentUser) -> ...       # or AdminUser, require_groups(...)
+
+Local tokens: `make token SUB=alice GROUPS=admin`
+(`python -m shared.auth token --sub alice --groups admin`).
+"""
+
+from .claims import decode_access_token
+from .cognito import CognitoTokenVerifier, cognito_issuer
+from .dependencies import (
+    AdminUser,
+    CurrentUser,
+    ManagerUser,
+    StaffUser,
+    authenticate_websocket,
+    bearer_token,
+    current_principal,
+    require_groups,
+)
+from .factory import create_verifier
+from .jwks import JwksCache
+from .local import LocalTokenVerifier, mint_local_token
+from .principal import ADMIN, CUSTOMER, KNOWN_GROUPS, MANAGER, Principal, TokenVerifier
+
+__all__ = [
+    "ADMIN",
+    "CUSTOMER",
+    "KNOWN_GROUPS",
+    "MANAGER",
+    "AdminUser",
+    "CognitoTokenVerifier",
+    "CurrentUser",
+    "JwksCache",
+    "LocalTokenVerifier",
+    "ManagerUser",
+    "Principal",
+    "StaffUser",
+    "TokenVerifier",
+    "authenticate_websocket",
+    "bearer_token",
+    "cognito_issuer",
+    "create_verifier",
+    "current_principal",
+    "decode_access_token",
+    "mint_local_token",
+    "require_groups",
+]

@@ -1,0 +1,508 @@
+"""`amqp://`: the bus over RabbitMQ with aio-pika (production).
+
+Topology per durable subscription `<q>` (names carry the configured prefix):
+
+    belfry.events (topic) --routing keys--> <q>            quorum, delivery limit,
+                                                          DLX belfry.dlx / key <q>
+    <q>.retry.<n>  quorum; per-message TTL = n-th back-off; dead-letters to the
+                   default exchange with key <q>, i.e. straight back to <q>
+    belfry.dlx (direct) --<q>--> <q>.dlq                  quorum
+
+A failed handler's message is re-published (confirmed) to `<q>.retry.<n>` and
+then acked; after the last back-off it is published to the DLQ with the error
+and attempt count in headers. Undecodable events go to the DLQ at once. A
+consumer that dies mid-message leaves it unacked; the broker redelivers it, and
+the delivery limit dead-letters a message that keeps killing consumers.
+One delay queue per back-off level keeps every message in a queue on the same
+TTL, so none waits behind a longer one (TTLs expire only at a queue's head).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+
+import aio_pika
+import aiormq.exceptions
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractExchange,
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustConnection,
+)
+
+from shared import metrics
+from shared.bus.base import (
+    BusHealth,
+    DeadLetter,
+    Dispatcher,
+    EventBus,
+    Inflight,
+    Outcome,
+    PublishFailed,
+    Subscription,
+    UnroutableEvent,
+)
+from shared.events import Envelope
+from shared.logging import get_logger
+
+log = get_logger("belfry.bus.amqp")
+
+ATTEMPT = "x-belfry-attempt"
+REASON = "x-belfry-dead-letter-reason"
+ERROR = "x-belfry-error"
+SOURCE_QUEUE = "x-belfry-queue"
+_CONNECTION_ERRORS = (
+    aiormq.exceptions.AMQPConnectionError,
+    aiormq.exceptions.ChannelInvalidStateError,
+    aiormq.exceptions.AMQPChannelError,
+    ConnectionError,
+)
+
+
+@dataclass
+class _Consumer:
+    subscription: Subscription
+    channel: AbstractChannel
+    queue: AbstractQueue
+    tag: str | None = None
+
+
+class AmqpBus(EventBus):
+    transport = "amqp"
+
+    def __init__(
+        self,
+        service: str,
+        *,
+        url: str,
+        exchange: str = "belfry.events",
+        dead_letter_exchange: str = "belfry.dlx",
+        queue_prefix: str = "",
+        prefetch: int = 200,
+        heartbeat: int = 30,
+        publish_timeout: float = 10.0,
+        retry_delays: Sequence[float] = (1.0, 5.0, 30.0),
+        delivery_limit: int = 20,
+        instance_id: str | None = None,
+        fanout_expires_ms: int = 300_000,
+        connect_timeout: float = 30.0,
+    ) -> None:
+        super().__init__(service)
+        self._url = url
+        self._exchange_name = exchange
+        self._dlx_name = dead_letter_exchange
+        self._prefix = queue_prefix
+        self._prefetch = prefetch
+        self._heartbeat = heartbeat
+        self._publish_timeout = publish_timeout
+        self._retry_delays = tuple(retry_delays)
+        self._delivery_limit = delivery_limit
+        self._instance = instance_id or f"{socket.gethostname()}-{id(self):x}"
+        self._fanout_expires_ms = fanout_expires_ms
+        self._connect_timeout = connect_timeout
+        self._dispatcher = Dispatcher(service, self._retry_delays)
+        self._inflight = Inflight()
+        self._publisher: AbstractRobustConnection | None = None
+        self._subscriber: AbstractRobustConnection | None = None
+        self._pub_channel: AbstractChannel | None = None
+        self._exchange: AbstractExchange | None = None
+        self._consumers: list[_Consumer] = []
+        self.declared_queues: list[str] = []
+        self._handling: set[asyncio.Task[None]] = set()
+
+    # --- lifecycle -------------------------------------------------------------
+
+    async def _connect(self, role: str) -> AbstractRobustConnection:
+        """connect_robust, retried with back-off for a bounded time at start-up."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._connect_timeout
+        delay = 0.2
+        while True:
+            try:
+                return await aio_pika.connect_robust(
+                    self._url,
+                    heartbeat=self._heartbeat,
+                    timeout=max(1.0, min(10.0, deadline - loop.time())),
+                    client_properties={
+                        "connection_name": f"{self.service}/{self._instance}/{role}"
+                    },
+                )
+            except (*_CONNECTION_ERRORS, OSError, TimeoutError) as exc:
+                if loop.time() + delay > deadline:
+                    raise PublishFailed(f"cannot connect to the broker: {exc}") from exc
+                log.warning("bus.connect_retry", role=role, error=str(exc), delay_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def start(self) -> None:
+        self._publisher = await self._connect("publish")
+        self._pub_channel = await self._publisher.channel(
+            publisher_confirms=True, on_return_raises=True
+        )
+        self._exchange = await self._pub_channel.declare_exchange(
+            self._exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
+        )
+        await self._pub_channel.declare_exchange(
+            self._dlx_name, aio_pika.ExchangeType.DIRECT, durable=True
+        )
+        if not self._subscriptions:
+            return
+        self._subscriber = await self._connect("consume")
+        for sub in self._subscriptions:
+            channel = await self._subscriber.channel()
+            await channel.set_qos(prefetch_count=self._prefetch)
+            if sub.fanout:
+                queue = await self._declare_fanout(channel, sub)
+            else:
+                queue = await self._declare_durable(channel, sub.queue, sub.routing_keys)
+            consumer = _Consumer(sub, channel, queue)
+            consumer.tag = await queue.consume(partial(self._on_message, consumer))
+            self._consumers.append(consumer)
+            log.info("bus.consuming", queue=queue.name, routing_keys=list(sub.routing_keys))
+
+    async def declare(self, queues: Mapping[str, Sequence[str]]) -> None:
+        if self._pub_channel is None:
+            raise RuntimeError("declare() after start()")
+        for name, keys in queues.items():
+            await self._declare_durable(self._pub_channel, name, keys)
+
+    async def stop_consuming(self, drain_timeout: float = 10.0) -> None:
+        for consumer in self._consumers:
+            if consumer.tag is not None:
+                with contextlib.suppress(*_CONNECTION_ERRORS, TimeoutError):
+                    await consumer.queue.cancel(consumer.tag, timeout=5)
+        if not await self._inflight.wait_idle(drain_timeout):
+            log.warning("bus.drain_timeout", inflight=self._inflight.count)
+        for consumer in self._consumers:
+            consumer.tag = None
+
+    async def close(self) -> None:
+        for connection in (self._subscriber, self._publisher):
+            if connection is not None:
+                with contextlib.suppress(*_CONNECTION_ERRORS, TimeoutError):
+                    await connection.close()
+        self._consumers.clear()
+        self._subscriber = self._publisher = None
+        self._pub_channel = self._exchange = None
+
+    def health(self) -> BusHealth:
+        publisher_ok = (
+            self._publisher is not None
+            and not self._publisher.is_closed
+            and self._pub_channel is not None
+            and not self._pub_channel.is_closed
+        )
+        detached = [c.queue.name for c in self._consumers if c.channel.is_closed or c.tag is None]
+        expected = len(self._subscriptions)
+        ok = publisher_ok and not detached and len(self._consumers) == expected
+        return BusHealth(
+            ok,
+            self.transport,
+            {
+                "publisher": "connected" if publisher_ok else "down",
+                "consumers": len(self._consumers) - len(detached),
+                "expected_consumers": expected,
+                "detached": detached,
+            },
+        )
+
+    # --- topology --------------------------------------------------------------
+
+    async def _declare_durable(
+        self, channel: AbstractChannel, name: str, routing_keys: Sequence[str]
+    ) -> AbstractQueue:
+        full = self._prefix + name
+        safe_dead_lettering = {
+            "x-dead-letter-strategy": "at-least-once",
+            "x-overflow": "reject-publish",
+        }
+        self.declared_queues += [full, f"{full}.dlq"]
+        dlq = await channel.declare_queue(
+            f"{full}.dlq", durable=True, arguments={"x-queue-type": "quorum"}
+        )
+        await dlq.bind(self._dlx_name, routing_key=full)
+        for level in range(1, len(self._retry_delays) + 1):
+            self.declared_queues.append(f"{full}.retry.{level}")
+            await channel.declare_queue(
+                f"{full}.retry.{level}",
+                durable=True,
+                arguments={
+                    "x-queue-type": "quorum",
+                    "x-dead-letter-exchange": "",
+                    "x-dead-letter-routing-key": full,
+                    **safe_dead_lettering,
+                },
+            )
+        queue = await channel.declare_queue(
+            full,
+            durable=True,
+            arguments={
+                "x-queue-type": "quorum",
+                "x-dead-letter-exchange": self._dlx_name,
+                "x-dead-letter-routing-key": full,
+                "x-delivery-limit": self._delivery_limit,
+                **safe_dead_lettering,
+            },
+        )
+        for key in routing_keys:
+            await queue.bind(self._exchange_name, routing_key=key)
+        return queue
+
+    async def _declare_fanout(self, channel: AbstractChannel, sub: Subscription) -> AbstractQueue:
+        # Named (not server-named) and not exclusive, so a robust reconnect can
+        # declare it again; it expires once no replica has used it for a while.
+        name = f"{self._prefix}{sub.queue}.{self._instance}"
+        self.declared_queues.append(name)
+        queue = await channel.declare_queue(
+            name,
+            durable=False,
+            arguments={"x-queue-type": "classic", "x-expires": self._fanout_expires_ms},
+        )
+        for key in sub.routing_keys:
+            await queue.bind(self._exchange_name, routing_key=key)
+        return queue
+
+    async def delete_topology(self, *, exchanges: bool = False) -> None:
+        """Delete every queue this bus declared (and its exchanges): test
+        isolation and tear-down of a throw-away environment."""
+        async with self._temporary_channel() as channel:
+            for name in dict.fromkeys(self.declared_queues):
+                await channel.queue_delete(name)
+            if exchanges:
+                await channel.exchange_delete(self._exchange_name)
+                await channel.exchange_delete(self._dlx_name)
+        self.declared_queues.clear()
+
+    # --- publishing ------------------------------------------------------------
+
+    async def publish(self, envelope: Envelope) -> None:
+        message = aio_pika.Message(
+            body=envelope.encode(),
+            content_type="application/json",
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            message_id=envelope.event_id,
+            correlation_id=envelope.correlation_id,
+            type=envelope.type,
+            timestamp=envelope.occurred_at,
+            app_id=envelope.producer,
+        )
+        if self._exchange is None:
+            raise PublishFailed("the bus is not started")
+        await self._confirmed(self._exchange, message, envelope.routing_key, envelope.type)
+        metrics.EVENTS_PUBLISHED.labels(self.service, envelope.type).inc()
+
+    async def _confirmed(
+        self, exchange: AbstractExchange, message: aio_pika.Message, routing_key: str, kind: str
+    ) -> None:
+        """Publish with mandatory + confirm within the publish timeout, riding out a
+        reconnect; a returned message is `UnroutableEvent`, a nack `PublishFailed`.
+        A confirm lost with the connection means "unknown", so the event is sent
+        again after the reconnect: at least once, and consumers dedupe."""
+        try:
+            async with asyncio.timeout(self._publish_timeout):
+                pause = 0.05
+                while True:
+                    try:
+                        await exchange.publish(message, routing_key, mandatory=True)
+                        return
+                    except _CONNECTION_ERRORS as exc:
+                        if self._pub_channel is None:
+                            raise PublishFailed("the bus is stopped") from exc
+                        log.info("bus.publish_waits_for_connection", error=str(exc))
+                        await self._ready(self._pub_channel)
+                        await asyncio.sleep(pause)
+                        pause = min(pause * 2, 1.0)
+        except aiormq.exceptions.PublishError as exc:
+            self._publish_failed(kind, "unroutable")
+            raise UnroutableEvent(f"no queue is bound to {routing_key!r}") from exc
+        except aiormq.exceptions.DeliveryError as exc:
+            self._publish_failed(kind, "nack")
+            raise PublishFailed(f"the broker refused the event: {exc}") from exc
+        except TimeoutError as exc:
+            self._publish_failed(kind, "timeout")
+            raise PublishFailed(f"no confirm within {self._publish_timeout}s") from exc
+
+    @staticmethod
+    async def _ready(channel: AbstractChannel) -> None:
+        ready = getattr(channel, "ready", None)
+        if ready is not None:
+            await ready()
+        else:  # pragma: no cover - non-robust channels have no ready()
+            await asyncio.sleep(0.1)
+
+    def _publish_failed(self, kind: str, reason: str) -> None:
+        metrics.PUBLISH_FAILURES.labels(self.service, kind, reason).inc()
+
+    # --- consuming -------------------------------------------------------------
+
+    async def _on_message(self, consumer: _Consumer, message: AbstractIncomingMessage) -> None:
+        # aio-pika cancels a delivery's task when its connection drops; a handler
+        # cut off half-way could leave its work half done. Shielded, it finishes;
+        # the ack then fails, the broker redelivers, and the inbox absorbs it.
+        task = asyncio.create_task(self._handle(consumer, message))
+        self._handling.add(task)
+        task.add_done_callback(self._handling.discard)
+        await asyncio.shield(task)
+
+    async def _handle(self, consumer: _Consumer, message: AbstractIncomingMessage) -> None:
+        with self._inflight:
+            attempt = _int_header(message.headers, ATTEMPT, 1)
+            outcome = await self._dispatcher.dispatch(
+                consumer.subscription, message.body, attempt, redelivered=bool(message.redelivered)
+            )
+            try:
+                if outcome.action == "retry":
+                    await self._send_to_retry(consumer.subscription, message, outcome)
+                elif outcome.action == "dead_letter":
+                    await self._send_to_dlq(consumer.queue.name, message, outcome)
+                await message.ack()
+            except Exception as exc:
+                # Nothing is lost: unacked, the broker redelivers it (to us or a
+                # peer), and its delivery limit stops a message that loops.
+                log.warning("bus.settle_failed", queue=consumer.queue.name, error=repr(exc))
+                with contextlib.suppress(Exception):
+                    await message.nack(requeue=True)
+
+    async def _send_to_retry(
+        self, sub: Subscription, message: AbstractIncomingMessage, outcome: Outcome
+    ) -> None:
+        level = min(outcome.attempt, len(self._retry_delays))
+        copy = _copy(
+            message,
+            {ATTEMPT: outcome.attempt + 1, ERROR: outcome.error},
+            expiration=outcome.delay_seconds,
+        )
+        assert self._pub_channel is not None
+        await self._confirmed(
+            self._pub_channel.default_exchange,
+            copy,
+            f"{self._prefix}{sub.queue}.retry.{level}",
+            outcome.event_type,
+        )
+
+    async def _send_to_dlq(
+        self, queue_name: str, message: AbstractIncomingMessage, outcome: Outcome
+    ) -> None:
+        copy = _copy(
+            message,
+            {
+                ATTEMPT: outcome.attempt,
+                REASON: outcome.reason,
+                ERROR: outcome.error,
+                SOURCE_QUEUE: queue_name,
+                "x-belfry-dead-lettered-at": datetime.now(UTC).isoformat(),
+            },
+        )
+        assert self._pub_channel is not None
+        dlx = await self._pub_channel.get_exchange(self._dlx_name, ensure=False)
+        await self._confirmed(dlx, copy, queue_name, outcome.event_type)
+
+    # --- dead letters ----------------------------------------------------------
+
+    async def dead_letters(self, queue: str, limit: int = 100) -> list[DeadLetter]:
+        full = self._prefix + queue
+        async with self._temporary_channel() as channel:
+            dlq = await channel.declare_queue(f"{full}.dlq", passive=True)
+            held: list[AbstractIncomingMessage] = []
+            try:
+                while len(held) < limit:
+                    message = await dlq.get(no_ack=False, fail=False, timeout=5)
+                    if message is None:
+                        break
+                    held.append(message)
+                return [_dead_letter(full, m) for m in held]
+            finally:
+                for message in held:
+                    await message.nack(requeue=True)
+
+    async def replay_dead_letters(self, queue: str, limit: int = 1000) -> int:
+        full = self._prefix + queue
+        assert self._pub_channel is not None
+        replayed = 0
+        async with self._temporary_channel() as channel:
+            dlq = await channel.declare_queue(f"{full}.dlq", passive=True)
+            # Only what is there now: a letter that fails again must not loop.
+            present = dlq.declaration_result.message_count or 0
+            while replayed < min(limit, present):
+                message = await dlq.get(no_ack=False, fail=False, timeout=5)
+                if message is None:
+                    break
+                copy = _copy(message, {ATTEMPT: 1}, drop=(REASON, ERROR, SOURCE_QUEUE, "x-death"))
+                await self._confirmed(self._pub_channel.default_exchange, copy, full, "replay")
+                await message.ack()
+                replayed += 1
+        log.info("bus.dead_letters_replayed", queue=full, count=replayed)
+        return replayed
+
+    @contextlib.asynccontextmanager
+    async def _temporary_channel(self) -> Any:
+        if self._publisher is None:
+            raise RuntimeError("the bus is not started")
+        channel = await self._publisher.channel()
+        try:
+            yield channel
+        finally:
+            with contextlib.suppress(*_CONNECTION_ERRORS):
+                await channel.close()
+
+
+def _int_header(headers: Mapping[str, Any], name: str, default: int) -> int:
+    value = headers.get(name, default)
+    try:
+        return int(value.decode() if isinstance(value, bytes) else value)
+    except (TypeError, ValueError):
+        return default
+
+
+def _text(value: Any) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def _copy(
+    message: AbstractIncomingMessage,
+    headers: Mapping[str, Any],
+    *,
+    expiration: float | None = None,
+    drop: Sequence[str] = ("x-death",),
+) -> aio_pika.Message:
+    kept = {k: v for k, v in message.headers.items() if k not in drop}
+    return aio_pika.Message(
+        body=message.body,
+        headers={**kept, **headers},
+        content_type=message.content_type,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        message_id=message.message_id,
+        correlation_id=message.correlation_id,
+        type=message.type,
+        timestamp=message.timestamp,
+        app_id=message.app_id,
+        expiration=expiration,
+    )
+
+
+def _dead_letter(queue: str, message: AbstractIncomingMessage) -> DeadLetter:
+    headers = message.headers
+    reason = headers.get(REASON)
+    error = headers.get(ERROR, "")
+    deaths = headers.get("x-death")
+    if reason is None and isinstance(deaths, list) and deaths:
+        # Dead-lettered by the broker itself (delivery limit, rejection).
+        first = deaths[0]
+        reason = first.get("reason", "broker") if isinstance(first, Mapping) else "broker"
+        error = error or f"dead-lettered by the broker ({_text(reason)})"
+    return DeadLetter(
+        queue=queue,
+        body=message.body,
+        reason=_text(reason or "unknown"),
+        error=_text(error),
+        attempts=_int_header(headers, ATTEMPT, 1),
+        event_id=message.message_id,
+    )

@@ -1,0 +1,80 @@
+"""Typed errors that the HTTP edge maps, once, to DESIGN.md's JSON error shape.
+
+Domain code raises these (or subclasses with a specific `code`); the app
+factory turns them into `{"error": {"code": ..., "message": ...}}` with the
+class's status. Nothing else in a service builds an error response.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class BelfryError(Exception):
+    status: ClassVar[int] = 400
+    code: ClassVar[str] = "bad_request"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        details: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.error_code = code or self.code
+        self.details = details
+        self.headers = headers or {}
+
+
+class BadRequest(BelfryError):
+    status = 400
+    code = "bad_request"
+
+
+class Unauthorized(BelfryError):
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(BelfryError):
+    status = 403
+    code = "forbidden"
+
+
+class NotFound(BelfryError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(BelfryError):
+    status = 409
+    code = "conflict"
+
+
+class PayloadTooLarge(BelfryError):
+    status = 413
+    code = "payload_too_large"
+
+
+class Unprocessable(BelfryError):
+    status = 422
+    code = "validation_error"
+
+
+class TooManyRequests(BelfryError):
+    status = 429
+    code = "too_many_requests"
+
+
+class ServiceUnavailable(BelfryError):
+    """A dependency is down or throttling us and retries ran out; try again later."""
+
+    status = 503
+    code = "service_unavailable"
+
+    def __init__(self, message: str, *, retry_after_seconds: int = 1, code: str | None = None):
+        super().__init__(message, code=code, headers={"Retry-After": str(retry_after_seconds)})
+        self.retry_after_seconds = retry_after_seconds

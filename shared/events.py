@@ -1,0 +1,297 @@
+"""The event envelope and every event of DESIGN.md: the single source of truth.
+
+Events are plain pydantic data, no infrastructure imports. One registry maps
+type name <-> routing key <-> model; `encode`/`decode` are the only places an
+envelope becomes bytes and back. Decoding tolerates unknown fields (producers
+may be newer) and rejects unknown major versions and unknown types with an
+`UndecodableEvent` carrying a short machine-readable reason, so the consumer
+edge can dead-letter it at once.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    SerializeAsAny,
+    ValidationError,
+)
+
+from shared.logging import current_correlation_id
+
+
+def _as_utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("a time without a zone is ambiguous; give it in UTC")
+    return value.astimezone(UTC)
+
+
+UtcDatetime = Annotated[
+    datetime,
+    AfterValidator(_as_utc),
+    PlainSerializer(lambda v: v.isoformat().replace("+00:00", "Z"), return_type=str),
+]
+EpochSeconds = Annotated[int, Field(ge=0, description="Seconds since the Unix epoch, UTC.")]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class EventData(BaseModel):
+    """Base of every event's `data`. Unknown fields are kept, never an error."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    TYPE: ClassVar[str]
+    ROUTING_KEY: ClassVar[str]
+    VERSION: ClassVar[int] = 1
+
+
+@dataclass(frozen=True)
+class EventSpec:
+    type_name: str
+    routing_key: str
+    model: type[EventData]
+    version: int
+
+
+REGISTRY: dict[str, EventSpec] = {}
+_BY_ROUTING_KEY: dict[str, EventSpec] = {}
+
+E = TypeVar("E", bound=type[EventData])
+
+
+def event(type_name: str, routing_key: str, version: int = 1) -> Any:
+    """Class decorator: register an event model under its type and routing key."""
+
+    def register(cls: E) -> E:
+        if type_name in REGISTRY or routing_key in _BY_ROUTING_KEY:
+            raise ValueError(f"event {type_name} / {routing_key} registered twice")
+        cls.TYPE, cls.ROUTING_KEY, cls.VERSION = type_name, routing_key, version
+        spec = EventSpec(type_name, routing_key, cls, version)
+        REGISTRY[type_name] = spec
+        _BY_ROUTING_KEY[routing_key] = spec
+        return cls
+
+    return register
+
+
+def spec_for_routing_key(routing_key: str) -> EventSpec:
+    return _BY_ROUTING_KEY[routing_key]
+
+
+# --- scheduler ---------------------------------------------------------------
+
+
+@event("RoomScheduled", "room.scheduled")
+class RoomScheduled(EventData):
+    room_id: str
+    title: str
+    topic: str
+    start_at: EpochSeconds
+    end_at: EpochSeconds
+    duration_minutes: int
+    media_region: str
+    scheduled_by: str
+
+
+@event("RoomActivated", "room.activated")
+class RoomActivated(EventData):
+    room_id: str
+    title: str
+    topic: str
+    start_at: EpochSeconds
+    end_at: EpochSeconds
+    media_region: str
+
+
+@event("RoomEnded", "room.ended")
+class RoomEnded(EventData):
+    room_id: str
+    ended_at: EpochSeconds
+
+
+@event("RoomCancelled", "room.cancelled")
+class RoomCancelled(EventData):
+    room_id: str
+    cancelled_by: str
+
+
+# --- rooms -------------------------------------------------------------------
+
+
+@event("MeetingStarted", "room.meeting_started")
+class MeetingStarted(EventData):
+    room_id: str
+    meeting_id: str
+    media_region: str
+
+
+@event("AttendeeJoined", "room.attendee_joined")
+class AttendeeJoined(EventData):
+    room_id: str
+    meeting_id: str
+    attendee_id: str
+    user_id: str
+
+
+@event("AttendeeLeft", "room.attendee_left")
+class AttendeeLeft(EventData):
+    room_id: str
+    meeting_id: str
+    attendee_id: str
+    user_id: str
+
+
+# --- chat --------------------------------------------------------------------
+
+
+class AttachmentRef(BaseModel):
+    """What a message says about one of its attachments (the bytes are in S3)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    attachment_id: str
+    key: str
+    name: str
+    size: int = Field(ge=0)
+    content_type: str
+
+
+ChannelKind = Literal["customer", "managers"]
+
+
+@event("MessagePosted", "chat.message_posted")
+class MessagePosted(EventData):
+    message_id: str
+    channel_id: str
+    channel_arn: str
+    sender_id: str
+    content: str
+    mentions: list[str] = Field(default_factory=list)
+    attachments: list[AttachmentRef] = Field(default_factory=list)
+    posted_at: UtcDatetime
+    # Extensions (docs/events.md): who may read the channel, for the notifier.
+    channel_kind: ChannelKind | None = None
+    customer_id: str | None = None
+
+
+@event("UserMentioned", "chat.user_mentioned")
+class UserMentioned(EventData):
+    mention_id: str
+    message_id: str
+    channel_id: str
+    channel_arn: str
+    mentioned_user_id: str
+    mentioned_by: str
+    excerpt: str
+    channel_kind: ChannelKind | None = None
+    customer_id: str | None = None
+
+
+@event("ChannelJoined", "chat.channel_joined")
+class ChannelJoined(EventData):
+    channel_id: str
+    channel_arn: str
+    user_id: str
+    reason: Literal["mention", "manual", "assignment"]
+
+
+# --- the envelope --------------------------------------------------------------
+
+
+class UndecodableEvent(Exception):
+    """The bytes are not an event this consumer can handle; `reason` names why."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+class _Header(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    event_id: str = Field(min_length=1, max_length=64)
+    type: str
+    version: int = Field(ge=1)
+    occurred_at: UtcDatetime
+    producer: str
+    correlation_id: str | None = None
+
+
+class Envelope(_Header):
+    data: SerializeAsAny[EventData]
+
+    @classmethod
+    def new(
+        cls,
+        data: EventData,
+        *,
+        producer: str,
+        correlation_id: str | None = None,
+        event_id: str | None = None,
+        occurred_at: datetime | None = None,
+    ) -> Self:
+        """Wrap `data`; the correlation id defaults to the one bound in the log context."""
+        return cls(
+            event_id=event_id or str(uuid.uuid4()),
+            type=data.TYPE,
+            version=data.VERSION,
+            occurred_at=occurred_at or utcnow(),
+            producer=producer,
+            correlation_id=correlation_id or current_correlation_id(),
+            data=data,
+        )
+
+    @property
+    def routing_key(self) -> str:
+        return REGISTRY[self.type].routing_key
+
+    def encode(self) -> bytes:
+        return self.model_dump_json().encode()
+
+
+class _RawEnvelope(_Header):
+    data: dict[str, Any]
+
+
+def decode(body: bytes | str) -> Envelope:
+    """Bytes -> a typed envelope, or `UndecodableEvent` with the reason."""
+    try:
+        raw = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise UndecodableEvent("invalid_json", str(exc)[:200]) from None
+    try:
+        envelope = _RawEnvelope.model_validate(raw)
+    except ValidationError as exc:
+        raise UndecodableEvent("invalid_envelope", _summary(exc)) from None
+    spec = REGISTRY.get(envelope.type)
+    if spec is None:
+        raise UndecodableEvent("unknown_type", f"no event type {envelope.type!r}")
+    if envelope.version > spec.version:
+        raise UndecodableEvent(
+            "unknown_version",
+            f"{envelope.type} version {envelope.version} is newer than {spec.version}",
+        )
+    try:
+        data = spec.model.model_validate(envelope.data)
+    except ValidationError as exc:
+        raise UndecodableEvent("invalid_data", _summary(exc)) from None
+    fields = envelope.model_dump(exclude={"data"})
+    return Envelope.model_validate({**fields, "data": data})
+
+
+def _summary(exc: ValidationError) -> str:
+    parts = [f"{'.'.join(map(str, e['loc'])) or '<root>'}: {e['msg']}" for e in exc.errors()]
+    return "; ".join(parts)[:500]

@@ -1,0 +1,148 @@
+"""Settings every Belfry process reads (pydantic-settings, env prefix BELFRY_).
+
+Each service subclasses `BelfrySettings` with its own fields; one class per
+service, read once in `__main__`, passed down explicitly (no globals).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class BelfrySettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="BELFRY_", env_file=None, extra="ignore", populate_by_name=True
+    )
+
+    # --- messaging ---------------------------------------------------------
+    amqp_url: str = Field(
+        default="memory://",
+        validation_alias=AliasChoices("BELFRY_AMQP_URL", "AMQP_URL", "amqp_url"),
+        description="amqp://user:pass@host:5672/vhost for RabbitMQ, memory:// in process.",
+    )
+    exchange: str = Field("belfry.events", description="Topic exchange every event goes to.")
+    dead_letter_exchange: str = Field("belfry.dlx", description="Where dead letters go.")
+    queue_prefix: str = Field("", description="Prefix of every queue name (test isolation).")
+    prefetch: int = Field(200, ge=1, le=5000, description="Unacked deliveries per consumer.")
+    heartbeat_seconds: int = Field(30, ge=0, le=600, description="AMQP heartbeat.")
+    publish_timeout_seconds: float = Field(
+        10.0, gt=0, description="Longest wait for a broker confirm, reconnects included."
+    )
+    retry_delays_seconds: tuple[float, ...] = Field(
+        (1.0, 5.0, 30.0), description="Back-off before each retry of a failed handler."
+    )
+    delivery_limit: int = Field(20, ge=1, description="Broker-side redelivery cap (crash loops).")
+
+    # --- AWS ---------------------------------------------------------------
+    aws_region: str = Field(
+        "us-east-1",
+        validation_alias=AliasChoices("BELFRY_AWS_REGION", "AWS_REGION", "aws_region"),
+        description="Region of DynamoDB, S3 and the Chime SDK control plane.",
+    )
+    aws_endpoint_url: str | None = Field(
+        None, description="DynamoDB and S3 endpoint (moto server locally); unset on real AWS."
+    )
+    chime_endpoint_url: str | None = Field(
+        None, description="Chime SDK endpoint (the Belfry emulator locally); unset on real AWS."
+    )
+    table_prefix: str = Field("belfry", description="Prefix of every DynamoDB table name.")
+    aws_max_attempts: int = Field(
+        5, ge=1, le=20, description="Attempts per AWS call, throttling and 5xx retried."
+    )
+    aws_max_pool_connections: int = Field(50, ge=1, description="HTTP connections per client.")
+    aws_connect_timeout_seconds: float = Field(3.0, gt=0, description="AWS connect timeout.")
+    aws_read_timeout_seconds: float = Field(10.0, gt=0, description="AWS read timeout.")
+
+    # --- auth --------------------------------------------------------------
+    auth_mode: Literal["local", "cognito"] = Field(
+        "local", description="`cognito` in production; `local` accepts `make token` tokens."
+    )
+    auth_local_secret: SecretStr = Field(
+        SecretStr("belfry-local-development-secret-change-me"),
+        description="HS256 key of local runs; never used in cognito mode.",
+    )
+    auth_local_issuer: str = Field("belfry-local", description="`iss` of local tokens.")
+    auth_local_client_id: str = Field("belfry-local", description="`client_id` of local tokens.")
+    cognito_region: str | None = Field(None, description="Defaults to the pool id's region.")
+    cognito_user_pool_id: str | None = Field(None, description="e.g. eu-west-1_AbCdEf123.")
+    cognito_client_ids: tuple[str, ...] = Field(
+        (), description='App client ids accepted, as JSON: ["id1", "id2"].'
+    )
+    cognito_jwks_url: str | None = Field(
+        None, description="Overrides the pool's well-known JWKS URL (tests, private endpoints)."
+    )
+    jwks_min_refetch_seconds: float = Field(
+        60.0, description="Least time between two JWKS fetches for an unknown key id."
+    )
+    jwks_timeout_seconds: float = Field(5.0, gt=0, description="Timeout of one JWKS fetch.")
+
+    # --- process -----------------------------------------------------------
+    instance_id: str | None = Field(None, description="Defaults to host name + pid.")
+    log_level: str = Field("INFO", description="DEBUG, INFO, WARNING, ERROR.")
+    log_format: Literal["auto", "json", "console"] = Field(
+        "auto", description="`auto`: JSON unless the output is a terminal."
+    )
+    host: str = Field("127.0.0.1", description="Listen address (0.0.0.0 in containers).")
+    port: int = Field(
+        8080,
+        validation_alias=AliasChoices("BELFRY_PORT", "PORT", "port"),
+        description="HTTP port.",
+    )
+
+
+def settings_reference(classes: dict[str, type[BelfrySettings]]) -> str:
+    """A Markdown table per settings class: environment variable, default, meaning.
+    `docs/configuration.md` is generated from this (`python -m shared.settings`)."""
+    sections = []
+    inherited = set(BelfrySettings.model_fields)
+    for title, cls in classes.items():
+        rows = ["| variable | default | meaning |", "|---|---|---|"]
+        for name, field in cls.model_fields.items():
+            if cls is not BelfrySettings and name in inherited:
+                continue
+            default = "" if field.is_required() else field.get_default(call_default_factory=True)
+            if isinstance(default, SecretStr):
+                default = "(a development secret)"
+            aliases = [f"`BELFRY_{name.upper()}`"]
+            if isinstance(field.validation_alias, AliasChoices):
+                aliases += [
+                    f"`{a}`"
+                    for a in field.validation_alias.choices
+                    if isinstance(a, str) and a.isupper() and a != f"BELFRY_{name.upper()}"
+                ]
+            shown = "" if default in ("", None, ()) else f"`{default}`"
+            rows.append(f"| {' or '.join(aliases)} | {shown} | {field.description or ''} |")
+        sections.append(f"## {title}\n\n" + "\n".join(rows))
+    return "\n\n".join(sections) + "\n"
+
+
+def all_settings_classes() -> dict[str, type[BelfrySettings]]:
+    """The common settings and every service's own (`services.<name>.settings`)."""
+    import importlib
+
+    classes: dict[str, type[BelfrySettings]] = {"Every process": BelfrySettings}
+    for service in ("scheduler", "rooms", "chat", "notifier"):
+        try:
+            module = importlib.import_module(f"services.{service}.settings")
+        except ModuleNotFoundError:
+            continue
+        for value in vars(module).values():
+            if (
+                isinstance(value, type)
+                and issubclass(value, BelfrySettings)
+                and value is not BelfrySettings
+                and value.__module__ == module.__name__
+            ):
+                classes[service] = value
+    return classes
+
+
+if __name__ == "__main__":
+    print(
+        "# Configuration\n\nEvery setting is an environment variable (pydantic-settings). "
+        "Generated by `python -m shared.settings`; a test keeps this file in step.\n"
+    )
+    print(settings_reference(all_settings_classes()), end="")
