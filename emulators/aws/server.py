@@ -1,0 +1,122 @@
+"""The serialised moto server (see the package docstring for why)."""
+
+from __future__ import annotations
+
+import copy
+import threading
+import types
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import moto.dynamodb.models as dynamodb_models
+from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.models.table import Table
+from moto.moto_server.werkzeug_app import (
+    DomainDispatcherApplication,
+    MotoRequestHandler,
+    create_backend_app,
+)
+from werkzeug.serving import BaseWSGIServer, make_server
+
+_LOCK = threading.RLock()
+_moto_transact_write_items = DynamoDBBackend.transact_write_items
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+class _SerializedApp:
+    """Serve one request at a time; the whole response is produced under the lock."""
+
+    def __init__(self, app: WsgiApp) -> None:
+        self._app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        with _LOCK:
+            body = self._app(environ, start_response)
+            try:
+                return list(body)
+            finally:
+                close = getattr(body, "close", None)
+                if close is not None:
+                    close()
+
+
+def _deepcopy_except_tables(value: Any, memo: dict[int, Any] | None = None) -> Any:
+    return value if isinstance(value, Table) else copy.deepcopy(value, memo)
+
+
+_COPY_WITHOUT_TABLE_BACKUPS = types.SimpleNamespace(deepcopy=_deepcopy_except_tables)
+
+
+def _touched_items(
+    backend: DynamoDBBackend, transact_items: list[dict[str, Any]]
+) -> list[tuple[str, dict[str, Any], dict[str, Any] | None]]:
+    """(table, key, attributes before or None) of every item a transaction names."""
+    touched = []
+    for entry in transact_items:
+        try:
+            _, op = next(iter(entry.items()))
+            table_name = op["TableName"]
+            table = backend.get_table(table_name)
+            if "Item" in op:
+                key = {table.hash_key_attr: op["Item"][table.hash_key_attr]}
+                if table.range_key_attr is not None:
+                    key[table.range_key_attr] = op["Item"][table.range_key_attr]
+            else:
+                key = op["Key"]
+            current = backend.get_item(table_name, key)
+        except Exception:  # noqa: S112 - moto refuses this item itself, before any change
+            continue
+        before = copy.deepcopy(current.to_json()["Attributes"]) if current else None
+        touched.append((table_name, key, before))
+    return touched
+
+
+def _transact_write_items(self: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> None:
+    touched = _touched_items(self, transact_items)
+    vars(dynamodb_models)["copy"] = _COPY_WITHOUT_TABLE_BACKUPS
+    try:
+        _moto_transact_write_items(self, transact_items)
+    except Exception:
+        for table_name, key, before in reversed(touched):
+            if before is None:
+                try:
+                    self.delete_item(table_name, key)
+                except Exception:  # noqa: S112 - nothing there to take back
+                    continue
+            else:
+                self.put_item(table_name, before)
+        raise
+    finally:
+        vars(dynamodb_models)["copy"] = copy
+
+
+def _patch_moto() -> None:
+    DynamoDBBackend.transact_write_items = _transact_write_items  # type: ignore[method-assign]
+
+
+def create_app() -> WsgiApp:
+    _patch_moto()
+    return _SerializedApp(DomainDispatcherApplication(create_backend_app))
+
+
+def _server(host: str, port: int) -> BaseWSGIServer:
+    return make_server(host, port, create_app(), threaded=True, request_handler=MotoRequestHandler)
+
+
+def serve(host: str = "127.0.0.1", port: int = 5000) -> None:
+    _server(host, port).serve_forever()
+
+
+@contextmanager
+def running_aws(host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """The server in a background thread (the one-process local run); yields its URL."""
+    server = _server(host, port)
+    thread = threading.Thread(target=server.serve_forever, name="aws-emulator", daemon=True)
+    thread.start()
+    try:
+        yield f"http://{host}:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
