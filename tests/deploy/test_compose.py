@@ -1,0 +1,241 @@
+"""docker-compose.yml, checked the way `docker compose config` and a first `up` would."""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import importlib
+import re
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.deploy.manifests import (
+    ALL_INTERFACES,
+    REPO,
+    SERVICES,
+    compose_environment,
+    env_names,
+    load_compose,
+    parse_duration_seconds,
+    pending_prefixes,
+    settings_classes,
+)
+
+STAND_INS = ("rabbitmq", "moto", "chime")
+OUR_IMAGE = (*SERVICES, "moto", "chime")
+ENV_OUTSIDE_SETTINGS: set[str] = set()  # every variable a Belfry container gets is a setting
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return load_compose()
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    result: dict[str, dict[str, Any]] = compose["services"]
+    return result
+
+
+def healthcheck_url(service: dict[str, Any]) -> str:
+    test = service["healthcheck"]["test"]
+    assert test[:3] == ["CMD", "python", "-c"], test
+    (url,) = re.findall(r"urlopen\('([^']+)'", test[3])
+    return str(url)
+
+
+def command_flag(command: list[str], flag: str) -> str:
+    return command[command.index(flag) + 1]
+
+
+def container_ports(service: dict[str, Any]) -> set[int]:
+    return {int(str(mapping).rsplit(":", 1)[1].split("/")[0]) for mapping in service["ports"]}
+
+
+def test_all_services_present(services: dict[str, dict[str, Any]]) -> None:
+    assert set(services) == {*STAND_INS, *SERVICES}
+
+
+def test_one_image_for_services_and_our_stand_ins(services: dict[str, dict[str, Any]]) -> None:
+    images = {name: (services[name]["image"], repr(services[name]["build"])) for name in OUR_IMAGE}
+    assert len(set(images.values())) == 1, images
+    build = services["rooms"]["build"]
+    assert (REPO / build["context"] / build["dockerfile"]).is_file()
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_service_runs_its_module_and_listens_where_it_is_checked(
+    services: dict[str, dict[str, Any]], name: str
+) -> None:
+    service = services[name]
+    env = compose_environment(service)
+    assert service["command"] == [f"services.{name}"]
+    assert env["BELFRY_HOST"] == ALL_INTERFACES
+    port = int(env["BELFRY_PORT"])
+    assert container_ports(service) == {port}
+    url = urlsplit(healthcheck_url(service))
+    assert (url.hostname, url.port, url.path) == ("127.0.0.1", port, "/readyz")
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_service_waits_for_healthy_stand_ins_and_stops_gracefully(
+    services: dict[str, dict[str, Any]], name: str
+) -> None:
+    service = services[name]
+    depends_on = service["depends_on"]
+    for stand_in in STAND_INS:
+        assert depends_on[stand_in] == {"condition": "service_healthy"}, stand_in
+        assert "healthcheck" in services[stand_in], f"{stand_in} can never become healthy"
+    # uvicorn drains for up to 30 s; compose's default of 10 s would SIGKILL it.
+    assert service["stop_signal"] == "SIGTERM"
+    assert parse_duration_seconds(service["stop_grace_period"]) >= 30
+    assert service["read_only"] is True
+    assert "/tmp" in service["tmpfs"]
+
+
+def test_rabbitmq_with_management_ui_and_health_check(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    rabbitmq = services["rabbitmq"]
+    assert rabbitmq["image"].startswith("rabbitmq:3.13-management")
+    assert rabbitmq["healthcheck"]["test"][:2] == ["CMD", "rabbitmq-diagnostics"]
+    assert {5672, 15672} <= container_ports(rabbitmq)
+
+
+@pytest.mark.parametrize(
+    ("name", "module", "health_path"),
+    [("moto", "emulators.aws", "/moto-api/"), ("chime", "emulators.chime", "/_emulator/health")],
+)
+def test_stand_in_listens_where_it_is_checked_and_published(
+    services: dict[str, dict[str, Any]], name: str, module: str, health_path: str
+) -> None:
+    service = services[name]
+    command = service["command"]
+    assert command[0] == module
+    assert command_flag(command, "--host") == ALL_INTERFACES
+    port = int(command_flag(command, "--port"))
+    assert container_ports(service) == {port}
+    url = urlsplit(healthcheck_url(service))
+    assert (url.hostname, url.port, url.path) == ("127.0.0.1", port, health_path)
+
+
+@pytest.mark.parametrize("module", ["emulators.aws", "emulators.chime"])
+def test_stand_in_commands_use_flags_their_cli_accepts(
+    services: dict[str, dict[str, Any]],
+    module: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    (command,) = [s["command"] for s in services.values() if s.get("command", [""])[0] == module]
+    main = importlib.import_module(f"{module}.__main__").main
+    # emulators.aws reads sys.argv, emulators.chime takes argv; both print usage and exit.
+    monkeypatch.setattr(sys, "argv", [module, "--help"])
+    arguments = [["--help"]] if module == "emulators.chime" else []
+    with pytest.raises(SystemExit) as exit_info:
+        main(*arguments)
+    assert exit_info.value.code == 0
+    usage = capsys.readouterr().out
+    for flag in (part for part in command if part.startswith("--")):
+        assert flag in usage, f"{module} has no {flag}"
+
+
+def test_endpoints_point_at_the_stand_ins(services: dict[str, dict[str, Any]]) -> None:
+    rabbit_env = compose_environment(services["rabbitmq"])
+    moto_port = int(command_flag(services["moto"]["command"], "--port"))
+    chime_port = int(command_flag(services["chime"]["command"], "--port"))
+    for name in SERVICES:
+        env = compose_environment(services[name])
+        amqp = urlsplit(env["AMQP_URL"])
+        assert amqp.scheme == "amqp"
+        assert (amqp.hostname, amqp.port) == ("rabbitmq", 5672)
+        assert amqp.username == rabbit_env["RABBITMQ_DEFAULT_USER"]
+        assert amqp.password == rabbit_env["RABBITMQ_DEFAULT_PASS"]
+        assert amqp.path.lstrip("/") == rabbit_env["RABBITMQ_DEFAULT_VHOST"]
+        aws = urlsplit(env["BELFRY_AWS_ENDPOINT_URL"])
+        assert (aws.scheme, aws.hostname, aws.port) == ("http", "moto", moto_port)
+        chime = urlsplit(env["BELFRY_CHIME_ENDPOINT_URL"])
+        assert (chime.scheme, chime.hostname, chime.port) == ("http", "chime", chime_port)
+
+
+def test_every_variable_is_a_setting_of_its_service(services: dict[str, dict[str, Any]]) -> None:
+    classes = settings_classes()
+    pending = pending_prefixes(classes)
+    for name in SERVICES:
+        known = set(env_names(classes[name])) | ENV_OUTSIDE_SETTINGS
+        unknown = {
+            variable
+            for variable in set(compose_environment(services[name])) - known
+            if not variable.startswith(pending)
+        }
+        assert not unknown, f"{name}: not settings of {classes[name].__name__}: {unknown}"
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_settings_load_from_the_compose_environment(
+    services: dict[str, dict[str, Any]], name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings_type = settings_classes()[name]
+    for variable in env_names(settings_type):
+        monkeypatch.delenv(variable, raising=False)
+    env = compose_environment(services[name])
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    settings = settings_type()
+    assert settings.host == ALL_INTERFACES
+    assert settings.port == int(env["BELFRY_PORT"])
+    assert settings.amqp_url.startswith("amqp://")
+    assert settings.aws_endpoint_url
+    assert settings.chime_endpoint_url
+    assert settings.auth_mode == "local"
+    assert settings.log_format == "json"
+
+
+def test_shared_settings_are_the_same_in_every_service(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    values: dict[str, set[str]] = {}
+    for name in SERVICES:
+        for key, value in compose_environment(services[name]).items():
+            values.setdefault(key, set()).add(value)
+    # e.g. a token minted for one service must be accepted by the others.
+    for key in ("AMQP_URL", "BELFRY_AUTH_LOCAL_SECRET", "BELFRY_TABLE_PREFIX", "BELFRY_AWS_REGION"):
+        assert len(values[key]) == 1, f"{key} differs between services: {values[key]}"
+
+
+@contextlib.contextmanager
+def answering(status: int) -> Iterator[int]:
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(status)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize(("status", "healthy"), [(200, True), (503, False)])
+def test_python_health_check_fails_on_503(
+    services: dict[str, dict[str, Any]], status: int, healthy: bool
+) -> None:
+    code = services["rooms"]["healthcheck"]["test"][3]
+    with answering(status) as port:
+        local = re.sub(r"127\.0\.0\.1:\d+", f"127.0.0.1:{port}", code)
+        result = subprocess.run(
+            [sys.executable, "-c", local], capture_output=True, timeout=10, check=False
+        )
+    assert (result.returncode == 0) is healthy, result.stderr.decode()
