@@ -12,6 +12,7 @@ import importlib
 import sys
 
 from bench.report import Report
+from shared.logging import configure_logging
 
 BENCHMARKS = ("bus", "emulator", "rooms", "chat")
 
@@ -20,6 +21,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("names", nargs="*", default=[])
     args = parser.parse_args(argv)
+    # stdout carries only the JSON figures; warnings and errors go to stderr
+    configure_logging("WARNING", "console")
     names = args.names or list(BENCHMARKS)
     report = Report(sys.stdout)
     for name in names:
