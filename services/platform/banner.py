@@ -1,0 +1,85 @@
+"""What `make run` prints once the platform answers: where everything is, how to get in."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+from shared.settings import BelfrySettings
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    gateway: str
+    aws: str | None  # DynamoDB + S3
+    chime: str | None
+    aws_embedded: bool
+    chime_embedded: bool
+
+
+def redact(url: str) -> str:
+    """The URL without its password (`amqp://user:***@host/vhost`)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def render_banner(
+    settings: BelfrySettings,
+    endpoints: Endpoints,
+    services: Sequence[str],
+    missing: Sequence[str] = (),
+    prefixes: Sequence[str] = (),
+) -> str:
+    g = endpoints.gateway
+    bus = (
+        "in-process memory bus (set AMQP_URL for RabbitMQ)"
+        if settings.amqp_url.startswith("memory://")
+        else f"RabbitMQ {redact(settings.amqp_url)}"
+    )
+    aws_origin = "embedded moto" if endpoints.aws_embedded else "configured"
+    aws = f"{endpoints.aws} ({aws_origin})"
+    if endpoints.aws is None:
+        aws = f"real AWS, region {settings.aws_region}"
+    chime_origin = "embedded emulator" if endpoints.chime_embedded else "configured"
+    chime = f"{endpoints.chime} ({chime_origin})"
+    if endpoints.chime is None:
+        chime = f"real Chime SDK, region {settings.aws_region}"
+    lines = [
+        "",
+        f"Belfry is running: {', '.join(services)} in one process",
+        "",
+        f"  gateway      {g}   {'  '.join(prefixes)}",
+        f"  API docs     {g}/docs   (OpenAPI: {g}/openapi.json)",
+        "  probes       /healthz  /readyz  /metrics",
+        f"  events       {bus}",
+        f"  DynamoDB+S3  {aws}",
+        f"  Chime SDK    {chime}",
+    ]
+    if endpoints.chime_embedded and endpoints.chime:
+        control = f"{endpoints.chime}/_emulator"
+        lines.append(f"               emulator control API: {control} (docs/emulator.md)")
+    if missing:
+        lines += ["", f"  NOT RUNNING  {', '.join(missing)} (no bootstrap.definition yet)"]
+    lines.append("")
+    if settings.auth_mode == "local":
+        lines += [
+            "Tokens (local signing key, valid for an hour; GROUPS: admin, manager, customer):",
+            "  make token SUB=alice GROUPS=admin       # schedules rooms",
+            "  make token SUB=mia GROUPS=manager       # sees and enters every chat",
+            "  make token SUB=carl GROUPS=customer     # chats with the assigned manager",
+            "",
+            "  TOKEN=$(make -s token SUB=alice GROUPS=admin)",
+            f'  curl -H "Authorization: Bearer $TOKEN" {g}/rooms',
+        ]
+    else:
+        lines.append(
+            f"Tokens: Cognito access tokens of user pool {settings.cognito_user_pool_id} "
+            "(BELFRY_AUTH_MODE=cognito)."
+        )
+    lines += ["", "Play both stories: make demo      Stop: Ctrl-C", ""]
+    return "\n".join(lines)

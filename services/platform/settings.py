@@ -1,0 +1,36 @@
+"""Settings of the one-process platform (`make run`), on top of every process's."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from shared.settings import BelfrySettings
+
+
+class PlatformSettings(BelfrySettings):
+    platform_local_aws_port: int = Field(
+        4566,
+        ge=0,
+        le=65535,
+        description=(
+            "Port of the embedded moto server (DynamoDB, S3) when BELFRY_AWS_ENDPOINT_URL "
+            "is unset; 0 picks a free one."
+        ),
+    )
+    platform_local_chime_port: int = Field(
+        9911,
+        ge=0,
+        le=65535,
+        description=(
+            "Port of the embedded Chime SDK emulator when BELFRY_CHIME_ENDPOINT_URL is "
+            "unset; 0 picks a free one."
+        ),
+    )
+    platform_shutdown_seconds: float = Field(
+        20.0,
+        gt=0,
+        description=(
+            "Longest wait for open connections (WebSockets included) on shutdown before "
+            "they are cancelled; the services then drain and flush their outboxes."
+        ),
+    )
