@@ -1,0 +1,294 @@
+"""The schedule in DynamoDB: the only module of the scheduler that talks to it.
+
+Tables (`<prefix>-scheduler-<suffix>`, see deploy/README.md):
+
+- `rooms`: one item per room. The `by_phase` index (`phase`, `due_key`) serves
+  both the listings (`GET /schedule?status=`) and the activation loop: the
+  key `due_key` is `<epoch of the next transition, 10 digits>#<room_id>` (the
+  start while scheduled, the end while active), so "due now" is the keyed
+  range `phase = scheduled AND due_key < <now + 1>`: it reads only due rooms
+  however many lie in the future, and rooms missed while the scheduler was down
+  are still there, however old.
+- `titles`: one claim per title that a room which has not ended holds,
+  written in the same transaction as the room, conditional on the title being
+  free (absent, its room over: `expires_at <= now`, or ours). The claim's
+  `expires_at` is the room's end, so it frees itself.
+- `outbox` (shared.outbox): the events, written in the same transaction.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+from shared.dynamo import ConditionFailed, Index, TableSpec, TransactItem, from_item, to_item
+from shared.errors import BadRequest
+from shared.store import Store
+
+from ..domain import Phase, Room, TitleTaken
+from ..ports import Change, DueRooms, Page, StaleRooms
+
+if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb import DynamoDBClient
+
+ROOMS_TABLE = TableSpec(
+    "rooms",
+    hash_key="room_id",
+    indexes=(Index("by_phase", hash_key="phase", range_key="due_key"),),
+    ttl_attribute="expires_at",
+)
+TITLES_TABLE = TableSpec("titles", hash_key="title_key", ttl_attribute="expires_at")
+
+BY_PHASE = "by_phase"
+# Listings of what is coming show the soonest first; of what is over, the latest.
+_NEWEST_FIRST = {Phase.ENDED, Phase.CANCELLED}
+
+Role = Literal["room", "claim", "release"]
+
+
+class InvalidCursor(BadRequest):
+    code = "invalid_cursor"
+
+
+def due_key(room: Room) -> str:
+    return f"{room.due_at:010d}#{room.room_id}"
+
+
+def room_item(room: Room, retention_seconds: int) -> dict[str, Any]:
+    return to_item(
+        {
+            "room_id": room.room_id,
+            "title": room.title,
+            "title_key": room.title_key,
+            "topic": room.topic,
+            "start_at": room.start_at,
+            "end_at": room.end_at,
+            "duration_minutes": room.duration_minutes,
+            "media_region": room.media_region,
+            "scheduled_by": room.scheduled_by,
+            "phase": room.phase.value,
+            "due_key": due_key(room),
+            "revision": room.revision,
+            "created_at": room.created_at,
+            "updated_at": room.updated_at,
+            "correlation_id": room.correlation_id,
+            "cancelled_by": room.cancelled_by,
+            "ended_at": room.ended_at,
+            "expires_at": room.expires_at(retention_seconds),
+        }
+    )
+
+
+def room_from_item(item: dict[str, Any]) -> Room:
+    v = from_item(item)
+    return Room(
+        room_id=v["room_id"],
+        title=v["title"],
+        topic=v.get("topic", ""),
+        start_at=v["start_at"],
+        duration_minutes=v["duration_minutes"],
+        media_region=v["media_region"],
+        scheduled_by=v["scheduled_by"],
+        phase=Phase(v["phase"]),
+        revision=v["revision"],
+        created_at=v["created_at"],
+        updated_at=v["updated_at"],
+        correlation_id=v.get("correlation_id"),
+        cancelled_by=v.get("cancelled_by"),
+        ended_at=v.get("ended_at"),
+    )
+
+
+class DynamoSchedule:
+    """`ScheduleStore` over DynamoDB, writing through the shared `Store` (outbox)."""
+
+    def __init__(
+        self,
+        client: DynamoDBClient,
+        store: Store,
+        *,
+        rooms_table: str,
+        titles_table: str,
+        retention_seconds: int,
+    ) -> None:
+        self._client = client
+        self._store = store
+        self.rooms_table = rooms_table
+        self.titles_table = titles_table
+        self._retention = retention_seconds
+
+    async def get(self, room_id: str) -> Room | None:
+        response = await self._client.get_item(
+            TableName=self.rooms_table, Key={"room_id": {"S": room_id}}, ConsistentRead=True
+        )
+        item = response.get("Item")
+        return room_from_item(item) if item else None
+
+    # --- writes ------------------------------------------------------------------
+
+    async def save(self, changes: Sequence[Change], *, now: float) -> None:
+        items, roles = self._items(changes, int(now))
+        events = [event for change in changes for event in change.events]
+        while True:
+            try:
+                await self._store.commit(items, events=events)
+                return
+            except ConditionFailed as exc:
+                failed = [roles[i] for i in exc.indexes if i < len(roles)]
+                stale = [room_id for role, room_id in failed if role == "room"]
+                if stale:
+                    raise StaleRooms(stale) from None
+                if any(role == "claim" for role, _ in failed):
+                    raise TitleTaken("another room that has not ended has this title") from None
+                # Only releases failed: those titles are no longer ours (our
+                # room ended and someone took them); write the rest without them.
+                keep = [i for i in range(len(items)) if i not in set(exc.indexes)]
+                if not failed or len(keep) == len(items):
+                    raise
+                items = [items[i] for i in keep]
+                roles = [roles[i] for i in keep]
+
+    def _items(
+        self, changes: Sequence[Change], now: int
+    ) -> tuple[list[TransactItem], list[tuple[Role, str]]]:
+        items: list[TransactItem] = []
+        roles: list[tuple[Role, str]] = []
+        for change in changes:
+            before, after = change.before, change.after
+            items.append(self._put_room(before, after))
+            roles.append(("room", after.room_id))
+            if after.holds_title and (
+                before is None
+                or not before.holds_title
+                or before.title_key != after.title_key
+                or before.end_at != after.end_at
+            ):
+                items.append(self._claim_title(after, now))
+                roles.append(("claim", after.room_id))
+            if (
+                before is not None
+                and before.holds_title
+                and (after.phase is Phase.CANCELLED or before.title_key != after.title_key)
+            ):
+                items.append(self._release_title(before))
+                roles.append(("release", after.room_id))
+        return items, roles
+
+    def _put_room(self, before: Room | None, after: Room) -> TransactItem:
+        put: dict[str, Any] = {
+            "TableName": self.rooms_table,
+            "Item": room_item(after, self._retention),
+        }
+        if before is None:
+            put["ConditionExpression"] = "attribute_not_exists(room_id)"
+        else:
+            put["ConditionExpression"] = "#revision = :revision AND #phase = :phase"
+            put["ExpressionAttributeNames"] = {"#revision": "revision", "#phase": "phase"}
+            put["ExpressionAttributeValues"] = {
+                ":revision": {"N": str(before.revision)},
+                ":phase": {"S": before.phase.value},
+            }
+        return {"Put": put}
+
+    def _claim_title(self, room: Room, now: int) -> TransactItem:
+        return {
+            "Put": {
+                "TableName": self.titles_table,
+                "Item": to_item(
+                    {
+                        "title_key": room.title_key,
+                        "room_id": room.room_id,
+                        "title": room.title,
+                        "expires_at": room.end_at,
+                    }
+                ),
+                "ConditionExpression": "attribute_not_exists(title_key) "
+                "OR expires_at <= :now OR room_id = :room_id",
+                "ExpressionAttributeValues": {
+                    ":now": {"N": str(now)},
+                    ":room_id": {"S": room.room_id},
+                },
+            }
+        }
+
+    def _release_title(self, room: Room) -> TransactItem:
+        return {
+            "Delete": {
+                "TableName": self.titles_table,
+                "Key": {"title_key": {"S": room.title_key}},
+                "ConditionExpression": "room_id = :room_id",
+                "ExpressionAttributeValues": {":room_id": {"S": room.room_id}},
+            }
+        }
+
+    # --- keyed reads ---------------------------------------------------------------
+
+    async def due(self, phase: Phase, *, now: float, limit: int) -> DueRooms:
+        # due_key < "<now + 1>" <=> the transition's epoch second <= now
+        upper = f"{int(now) + 1:010d}"
+        response = await self._client.query(
+            TableName=self.rooms_table,
+            IndexName=BY_PHASE,
+            KeyConditionExpression="#phase = :phase AND due_key < :upper",
+            ExpressionAttributeNames={"#phase": "phase"},
+            ExpressionAttributeValues={":phase": {"S": phase.value}, ":upper": {"S": upper}},
+            Limit=limit,
+        )
+        rooms = [room_from_item(item) for item in response.get("Items", [])]
+        return DueRooms(
+            rooms=rooms,
+            items_read=int(response.get("ScannedCount", len(rooms))),
+            more="LastEvaluatedKey" in response,
+        )
+
+    async def page(self, phase: Phase, *, limit: int, cursor: str | None, now: float) -> Page:
+        extra: dict[str, Any] = {}
+        if cursor:
+            extra["ExclusiveStartKey"] = decode_cursor(cursor, phase)
+        response = await self._client.query(
+            TableName=self.rooms_table,
+            IndexName=BY_PHASE,
+            KeyConditionExpression="#phase = :phase",
+            # TTL deletes "typically within a few days": skip what has expired.
+            FilterExpression="expires_at > :now",
+            ExpressionAttributeNames={"#phase": "phase"},
+            ExpressionAttributeValues={
+                ":phase": {"S": phase.value},
+                ":now": {"N": str(int(now))},
+            },
+            ScanIndexForward=phase not in _NEWEST_FIRST,
+            Limit=limit,
+            **extra,
+        )
+        rooms = [room_from_item(item) for item in response.get("Items", [])]
+        last = response.get("LastEvaluatedKey")
+        return Page(rooms=rooms, cursor=encode_cursor(last, phase) if last else None)
+
+
+def encode_cursor(key: dict[str, Any], phase: Phase) -> str:
+    plain = {name: value["S"] for name, value in key.items()}
+    raw = json.dumps({"phase": phase.value, "key": plain}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, phase: Phase) -> dict[str, Any]:
+    """The ExclusiveStartKey of a cursor this store made for the same listing."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        value = json.loads(raw)
+        key = value["key"]
+        valid = (
+            value["phase"] == phase.value
+            and isinstance(key, dict)
+            and set(key) == {"room_id", "phase", "due_key"}
+            and all(isinstance(v, str) and 0 < len(v) <= 128 for v in key.values())
+            and key["phase"] == phase.value
+        )
+    except (ValueError, TypeError, KeyError, binascii.Error):
+        valid = False
+    if not valid:
+        raise InvalidCursor("the cursor is not one this listing returned")
+    return {name: {"S": text} for name, text in key.items()}
