@@ -1,0 +1,196 @@
+"""The Chime SDK identity and messaging calls chat makes; the only place that
+talks to Chime. Throttling and 5xx that outlived the client's retries become
+`ServiceUnavailable` (503 + Retry-After)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from shared.errors import ServiceUnavailable
+from shared.logging import get_logger
+
+from ..domain import chime_user_id, request_token
+
+if TYPE_CHECKING:
+    from types_aiobotocore_chime_sdk_identity import ChimeSDKIdentityClient
+    from types_aiobotocore_chime_sdk_messaging import ChimeSDKMessagingClient
+
+log = get_logger("belfry.chat")
+
+_UNAVAILABLE = {
+    "ThrottledClientException",
+    "ThrottlingException",
+    "ServiceUnavailableException",
+    "ServiceFailureException",
+}
+
+
+def error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+@contextlib.asynccontextmanager
+async def _chime(operation: str) -> AsyncIterator[None]:
+    try:
+        yield
+    except ClientError as exc:
+        if error_code(exc) in _UNAVAILABLE:
+            log.warning("chime.unavailable", operation=operation, code=error_code(exc))
+            raise ServiceUnavailable(
+                "the chat service is busy, try again", code="chime_unavailable"
+            ) from exc
+        raise
+
+
+class ChimeChat:
+    """chat's view of Chime: its AppInstance, its service user, users, channels, messages."""
+
+    def __init__(
+        self,
+        identity: ChimeSDKIdentityClient,
+        messaging: ChimeSDKMessagingClient,
+        *,
+        app_instance_name: str,
+        service_user_id: str,
+        app_instance_arn: str | None = None,
+    ) -> None:
+        self._identity = identity
+        self._messaging = messaging
+        self._name = app_instance_name
+        self._service_user_id = service_user_id
+        self.app_instance_arn = app_instance_arn or ""
+        self.service_user_arn = ""
+
+    async def start(self) -> None:
+        """Find or create the AppInstance; make chat's own user an AppInstanceAdmin."""
+        if not self.app_instance_arn:
+            self.app_instance_arn = await self._find_or_create_app_instance()
+        self.service_user_arn = await self._create_user(
+            self._service_user_id, "Belfry chat service"
+        )
+        async with _chime("CreateAppInstanceAdmin"):
+            await self._identity.create_app_instance_admin(
+                AppInstanceAdminArn=self.service_user_arn, AppInstanceArn=self.app_instance_arn
+            )
+        log.info(
+            "chime.ready", app_instance=self.app_instance_arn, service_user=self.service_user_arn
+        )
+
+    async def _find_or_create_app_instance(self) -> str:
+        token: str | None = None
+        while True:
+            extra: dict[str, Any] = {"NextToken": token} if token else {}
+            async with _chime("ListAppInstances"):
+                page = await self._identity.list_app_instances(MaxResults=50, **extra)
+            for summary in page.get("AppInstances", []):
+                if summary.get("Name") == self._name and summary.get("AppInstanceArn"):
+                    return summary["AppInstanceArn"]
+            token = page.get("NextToken")
+            if not token:
+                break
+        async with _chime("CreateAppInstance"):
+            created = await self._identity.create_app_instance(
+                Name=self._name, ClientRequestToken=request_token("app", self._name)
+            )
+        log.info("chime.app_instance_created", name=self._name)
+        return created["AppInstanceArn"]
+
+    def user_arn(self, user_id: str) -> str:
+        return f"{self.app_instance_arn}/user/{chime_user_id(user_id)}"
+
+    async def ensure_user(self, user_id: str) -> str:
+        """The AppInstanceUser of a platform user, created if missing (idempotent)."""
+        return await self._create_user(chime_user_id(user_id), user_id)
+
+    async def _create_user(self, chime_id: str, name: str) -> str:
+        arn = f"{self.app_instance_arn}/user/{chime_id}"
+        try:
+            async with _chime("CreateAppInstanceUser"):
+                await self._identity.create_app_instance_user(
+                    AppInstanceArn=self.app_instance_arn,
+                    AppInstanceUserId=chime_id,
+                    Name=(name.strip() or chime_id)[:100],
+                    ClientRequestToken=request_token("user", chime_id),
+                )
+        except ClientError as exc:
+            if error_code(exc) != "ConflictException":  # it exists: what we wanted
+                raise
+        return arn
+
+    def channel_arn(self, channel_id: str) -> str:
+        return f"{self.app_instance_arn}/channel/{channel_id}"
+
+    async def create_channel(self, channel_id: str, name: str, member_arns: Sequence[str]) -> str:
+        """A RESTRICTED, PRIVATE channel with a deterministic id; a retry (or a
+        channel made by a run that died before recording it) ends with the same
+        channel and the wanted members."""
+        try:
+            async with _chime("CreateChannel"):
+                created = await self._messaging.create_channel(
+                    AppInstanceArn=self.app_instance_arn,
+                    Name=name,
+                    Mode="RESTRICTED",
+                    Privacy="PRIVATE",
+                    ChannelId=channel_id,
+                    MemberArns=list(member_arns),
+                    ClientRequestToken=request_token("channel", channel_id),
+                    ChimeBearer=self.service_user_arn,
+                )
+            return created["ChannelArn"]
+        except ClientError as exc:
+            if error_code(exc) != "ConflictException":
+                raise
+        arn = self.channel_arn(channel_id)
+        for member in member_arns:
+            await self.add_member(arn, member)
+        return arn
+
+    async def add_member(self, channel_arn: str, member_arn: str) -> None:
+        async with _chime("CreateChannelMembership"):
+            await self._messaging.create_channel_membership(
+                ChannelArn=channel_arn,
+                MemberArn=member_arn,
+                Type="DEFAULT",
+                ChimeBearer=self.service_user_arn,
+            )
+
+    async def remove_member(self, channel_arn: str, member_arn: str) -> None:
+        async with _chime("DeleteChannelMembership"):
+            await self._messaging.delete_channel_membership(
+                ChannelArn=channel_arn, MemberArn=member_arn, ChimeBearer=self.service_user_arn
+            )
+
+    async def send_message(
+        self, channel_arn: str, sender_arn: str, content: str, metadata: str, token: str
+    ) -> str:
+        """Relay as the sender; if Chime says the sender is no member (state that
+        drifted), add them and send once more."""
+        for attempt in (1, 2):
+            try:
+                async with _chime("SendChannelMessage"):
+                    sent = await self._messaging.send_channel_message(
+                        ChannelArn=channel_arn,
+                        Content=content,
+                        Type="STANDARD",
+                        Persistence="PERSISTENT",
+                        Metadata=metadata,
+                        ClientRequestToken=token,
+                        ChimeBearer=sender_arn,
+                    )
+                return sent["MessageId"]
+            except ClientError as exc:
+                if error_code(exc) != "ForbiddenException" or attempt == 2:
+                    raise
+                log.warning("chime.sender_not_member", channel=channel_arn)
+                await self.add_member(channel_arn, sender_arn)
+        raise AssertionError("unreachable")
+
+    async def delete_message(self, channel_arn: str, message_id: str) -> None:
+        async with _chime("DeleteChannelMessage"):
+            await self._messaging.delete_channel_message(
+                ChannelArn=channel_arn, MessageId=message_id, ChimeBearer=self.service_user_arn
+            )

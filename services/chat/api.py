@@ -1,0 +1,244 @@
+"""chat's HTTP surface under `/chat`: translate HTTP <-> use cases, nothing else."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi.responses import RedirectResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.datastructures import UploadFile
+
+from shared.auth import CurrentUser, StaffUser
+from shared.errors import BadRequest, PayloadTooLarge, Unprocessable
+from shared.service import service_state
+
+from .domain import Caller, UnsupportedMediaType, normalise_content_type, role_of
+from .service import ChatService
+
+router = APIRouter(prefix="/chat", tags=["chat"])
+
+Identifier = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")]
+PathId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")]
+MULTIPART_OVERHEAD = 64 * 1024
+
+
+def _chat(request: Request) -> ChatService:
+    chat: ChatService = service_state(request, "chat")
+    return chat
+
+
+Chat = Annotated[ChatService, Depends(_chat)]
+
+
+async def _caller(chat: Chat, user: CurrentUser) -> Caller:
+    return await chat.caller(user.user_id, role_of(user.groups))
+
+
+Me = Annotated[Caller, Depends(_caller)]
+
+
+class AssignManager(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    manager_id: Identifier
+
+
+class ChannelOut(BaseModel):
+    channel_id: str
+    channel_arn: str
+    kind: str
+    name: str
+    customer_id: str
+    manager_id: str | None = None
+    is_member: bool
+
+
+class AssignmentOut(BaseModel):
+    customer_id: str
+    manager_id: str
+    previous_manager_id: str | None = None
+    customer_channel: ChannelOut
+    managers_channel: ChannelOut
+
+
+class ChannelPage(BaseModel):
+    channels: list[ChannelOut]
+    next_cursor: str | None = None
+
+
+class AttachmentOut(BaseModel):
+    attachment_id: str
+    key: str
+    name: str
+    size: int
+    content_type: str
+
+
+class UploadForm(BaseModel):
+    url: str
+    fields: dict[str, str]
+
+
+class PresignedAttachmentOut(AttachmentOut):
+    upload: UploadForm
+    expires_in: int
+
+
+class MessageIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    content: str = Field(max_length=20_000)
+    mentions: list[Identifier] = Field(default_factory=list, max_length=200)
+    attachment_ids: list[Identifier] = Field(default_factory=list, max_length=200)
+
+
+class MessageOut(BaseModel):
+    message_id: str
+    channel_id: str
+    chime_message_id: str | None = None
+    sender_id: str
+    content: str
+    mentions: list[str]
+    attachments: list[AttachmentOut]
+    posted_at: str
+
+
+class MessagePage(BaseModel):
+    messages: list[MessageOut]
+    next_cursor: str | None = None
+
+
+class PresignRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=255)
+    size: int = Field(ge=0, le=2**53)
+    content_type: str = Field(min_length=1, max_length=255)
+
+
+Cursor = Annotated[str | None, Query(max_length=2048)]
+
+
+@router.put(
+    "/customers/{customer_id}/manager",
+    response_model=AssignmentOut,
+    summary="Assign a manager to a customer (admin or manager)",
+)
+async def assign_manager(
+    customer_id: PathId, body: AssignManager, chat: Chat, _: StaffUser
+) -> dict[str, Any]:
+    return await chat.assign(customer_id, body.manager_id)
+
+
+@router.get("/channels", response_model=ChannelPage, summary="Channels the caller may see")
+async def list_channels(chat: Chat, me: Me, cursor: Cursor = None) -> dict[str, Any]:
+    return await chat.list_channels(me, cursor)
+
+
+@router.post(
+    "/channels/{channel_id}/join",
+    status_code=204,
+    response_class=Response,
+    summary="Join a channel (managers)",
+)
+async def join_channel(channel_id: PathId, chat: Chat, me: Me) -> Response:
+    await chat.join(me, channel_id)
+    return Response(status_code=204)
+
+
+@router.get(
+    "/channels/{channel_id}/messages",
+    response_model=MessagePage,
+    summary="Message history, newest first",
+)
+async def list_messages(
+    channel_id: PathId, chat: Chat, me: Me, cursor: Cursor = None
+) -> dict[str, Any]:
+    return await chat.history(me, channel_id, cursor)
+
+
+@router.post(
+    "/channels/{channel_id}/messages",
+    status_code=201,
+    response_model=MessageOut,
+    summary="Post a message (joins a manager who is not yet a member)",
+)
+async def post_message(channel_id: PathId, body: MessageIn, chat: Chat, me: Me) -> dict[str, Any]:
+    return await chat.post(me, channel_id, body.content, body.mentions, body.attachment_ids)
+
+
+@router.post(
+    "/attachments",
+    status_code=201,
+    response_model=AttachmentOut | PresignedAttachmentOut,
+    summary="Upload an attachment (multipart `file`), or ask for a presigned POST (JSON)",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["file"],
+                        "properties": {"file": {"type": "string", "format": "binary"}},
+                    }
+                },
+                "application/json": {"schema": PresignRequest.model_json_schema()},
+            },
+        }
+    },
+)
+async def create_attachment(request: Request, chat: Chat, me: Me) -> dict[str, Any]:
+    media_type = normalise_content_type(request.headers.get("content-type"))
+    if media_type == "application/json":
+        body = await _presign_request(request)
+        return await chat.upload_form(
+            me, body.name, normalise_content_type(body.content_type), body.size
+        )
+    if media_type != "multipart/form-data":
+        raise UnsupportedMediaType(
+            "send multipart/form-data with a `file` part, or JSON for a presigned POST",
+            code="unsupported_media_type",
+        )
+    limit = chat.settings.chat_max_attachment_bytes
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit + MULTIPART_OVERHEAD:
+        raise PayloadTooLarge(f"at most {limit} bytes per attachment", code="attachment_too_large")
+    async with request.form(max_files=1, max_fields=10) as form:
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise Unprocessable("a multipart `file` part is required", code="file_required")
+        size = upload.size if upload.size is not None else 0
+        await upload.seek(0)
+        data = await upload.read(limit + 1) if size <= limit else b""
+        return await chat.upload(
+            me,
+            upload.filename,
+            normalise_content_type(upload.content_type),
+            max(size, len(data)),
+            data,
+        )
+
+
+async def _presign_request(request: Request) -> PresignRequest:
+    raw = await request.body()
+    try:
+        return PresignRequest.model_validate(json.loads(raw))
+    except (ValueError, UnicodeDecodeError) as exc:
+        if isinstance(exc, ValidationError):
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise Unprocessable(
+                f"{where}: {first['msg']}".strip(": "), code="validation_error"
+            ) from None
+        raise BadRequest("the request body is not valid JSON", code="invalid_json") from None
+
+
+@router.get(
+    "/attachments/{attachment_id}",
+    status_code=302,
+    response_class=RedirectResponse,
+    summary="Redirect to a short-lived download URL",
+)
+async def download_attachment(attachment_id: PathId, chat: Chat, me: Me) -> RedirectResponse:
+    url = await chat.download_url(me, attachment_id)
+    return RedirectResponse(url, status_code=302, headers={"Cache-Control": "no-store"})

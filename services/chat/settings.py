@@ -1,0 +1,58 @@
+"""chat's settings: the AppInstance, its own service user, attachments and limits."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from shared.settings import BelfrySettings
+
+DEFAULT_CONTENT_TYPES = (
+    "image/png",
+    "image/jpeg",
+    "image/gif",
+    "image/webp",
+    "application/pdf",
+    "text/plain",
+)
+
+
+class ChatSettings(BelfrySettings):
+    chat_app_instance_arn: str | None = Field(
+        None,
+        description="The Chime AppInstance of the chat; unset: find the one named "
+        "`BELFRY_CHAT_APP_INSTANCE_NAME` or create it on start-up.",
+    )
+    chat_app_instance_name: str = Field(
+        "belfry", min_length=1, max_length=100, description="AppInstance looked up or created."
+    )
+    chat_service_user_id: str = Field(
+        "belfry-chat-service",
+        pattern=r"^[A-Za-z0-9]([A-Za-z0-9_-]{0,62}[A-Za-z0-9])?$",
+        description="chat's own AppInstanceUser (made AppInstanceAdmin on start-up); "
+        "it creates channels and manages memberships.",
+    )
+    chat_attachments_bucket: str = Field(
+        "belfry-attachments",
+        min_length=3,
+        max_length=63,
+        description="S3 bucket of attachments; created on start-up if missing.",
+    )
+    chat_max_attachment_bytes: int = Field(
+        25 * 1024 * 1024, ge=1, description="Largest attachment accepted (413 above)."
+    )
+    chat_allowed_content_types: tuple[str, ...] = Field(
+        DEFAULT_CONTENT_TYPES,
+        description='Attachment content types accepted (415 otherwise), as JSON: ["image/png"].',
+    )
+    chat_download_url_seconds: int = Field(
+        300, ge=1, le=3600, description="Lifetime of a presigned attachment download URL."
+    )
+    chat_upload_url_seconds: int = Field(
+        300, ge=1, le=3600, description="Lifetime of a presigned-POST attachment upload."
+    )
+    chat_max_content_bytes: int = Field(
+        4096, ge=1, le=4096, description="Longest message content, UTF-8 bytes (Chime: 4 KB)."
+    )
+    chat_max_mentions: int = Field(20, ge=0, le=50, description="Mentions per message.")
+    chat_max_attachments: int = Field(10, ge=0, le=20, description="Attachments per message.")
+    chat_page_size: int = Field(50, ge=1, le=200, description="Messages and channels per page.")
