@@ -78,10 +78,6 @@ class Stopper:
 
 
 async def run(settings: PlatformSettings, *, strict: bool) -> int:
-    loaded = load_definitions(strict=strict)
-    if not loaded.definitions:
-        log.error("platform.no_services", missing=loaded.missing)
-        return 2
     main_task = asyncio.current_task()
     assert main_task is not None
     stopper = Stopper(main_task.cancel)
@@ -108,6 +104,11 @@ async def run(settings: PlatformSettings, *, strict: bool) -> int:
                     "BELFRY_PLATFORM_LOCAL_CHIME_PORT (or set BELFRY_CHIME_ENDPOINT_URL)",
                 )
                 stack.callback(chime_sock.close)
+
+            loaded = load_definitions(strict=strict)
+            if not loaded.definitions:
+                log.error("platform.no_services", missing=loaded.missing)
+                return 2
 
             # Stopped last (the exit stack unwinds in reverse): the services need them
             # until their outboxes are flushed.

@@ -1,0 +1,445 @@
+"""`python -m services.platform.demo` (`make demo`): both stories against a running platform.
+
+Rooms: an admin schedules a room a few seconds ahead; once it is active three
+people join one Chime meeting; the meeting is ended the way Chime ends an idle
+one (through the emulator's control API, only when the platform runs on that
+emulator) and the next join gets a re-created meeting.
+
+Chat: a customer is assigned a manager; the customer sends the manager a
+message with an attachment and a mention; the manager mentions a second manager
+in the managers-only channel about that customer; the second manager is joined
+to the channel lazily; the notifications arrive over the WebSocket.
+
+Where: `BELFRY_URL` (default: `BELFRY_HOST`/`BELFRY_PORT`, http://127.0.0.1:8080);
+tokens are minted with the local signing key from the same settings as `make
+token`; the Chime emulator is `BELFRY_CHIME_ENDPOINT_URL` or the embedded one on
+`BELFRY_PLATFORM_LOCAL_CHIME_PORT`. Exit code 0 when both stories played out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import httpx
+from websockets.asyncio.client import ClientConnection, connect
+
+from emulators.chime.control import EmulatorControl
+from services.platform.embedded import url_of
+from services.platform.settings import PlatformSettings
+from services.platform.timeline import DemoFailed, Timeline
+from shared.auth import mint_local_token
+
+T = TypeVar("T")
+STEPS = 21
+Frame = dict[str, Any]
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T | None]], *, timeout: float, what: str, interval: float = 0.2
+) -> T:
+    """Poll `probe` until it returns something; `DemoFailed` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = await probe()
+        if found is not None:
+            return found
+        if time.monotonic() > deadline:
+            raise DemoFailed(f"{what}: not seen within {timeout:g} s")
+        await asyncio.sleep(interval)
+
+
+def items_of(body: Any, *keys: str) -> list[dict[str, Any]]:
+    """A page's items, whether the body is a list or an object holding one."""
+    if isinstance(body, list):
+        return body
+    for key in (*keys, "items"):
+        if isinstance(body, dict) and isinstance(body.get(key), list):
+            found: list[dict[str, Any]] = body[key]
+            return found
+    raise DemoFailed(f"unexpected response shape: {json.dumps(body)[:200]}")
+
+
+class Gateway:
+    """HTTP calls through the gateway as one of the demo's people."""
+
+    def __init__(self, http: httpx.AsyncClient, settings: PlatformSettings, run: str) -> None:
+        self.http = http
+        self.settings = settings
+        self.run = run
+        self.tokens: dict[str, str] = {}
+
+    def person(self, name: str, *groups: str) -> str:
+        user_id = f"{name}-{self.run}"
+        self.tokens[user_id] = mint_local_token(self.settings, user_id, groups, 3600, name)
+        return user_id
+
+    async def call(
+        self, who: str, method: str, path: str, *, expect: Sequence[int] = (200,), **kwargs: Any
+    ) -> httpx.Response:
+        headers = {"authorization": f"Bearer {self.tokens[who]}"}
+        response = await self.http.request(method, path, headers=headers, **kwargs)
+        if response.status_code not in expect:
+            raise DemoFailed(
+                f"{method} {path} as {who} answered {response.status_code}: {response.text[:300]}"
+            )
+        return response
+
+    async def json(self, who: str, method: str, path: str, **kwargs: Any) -> Any:
+        return (await self.call(who, method, path, **kwargs)).json()
+
+
+class Feed:
+    """One person's notification WebSocket: every frame it receives, in order."""
+
+    def __init__(self, who: str) -> None:
+        self.who = who
+        self.frames: list[Frame] = []
+        self._ws: ClientConnection | None = None
+        self._reader: asyncio.Task[None] | None = None
+
+    async def open(self, base_url: str, token: str) -> None:
+        url = base_url.replace("http", "ws", 1).rstrip("/") + "/notifications/ws"
+        self._ws = await connect(url, open_timeout=10)
+        await self._ws.send(json.dumps({"type": "auth", "token": token}))
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        assert self._ws is not None
+        async for raw in self._ws:
+            frame = json.loads(raw)
+            if isinstance(frame, dict):
+                self.frames.append(frame)
+
+    async def wait_for(
+        self, kind: str, match: Callable[[dict[str, Any]], bool], timeout: float = 15.0
+    ) -> Frame:
+        async def seen() -> Frame | None:
+            if self._reader is not None and self._reader.done():
+                error = self._reader.exception()
+                raise DemoFailed(f"{self.who}'s WebSocket closed: {error or 'by the server'}")
+            for frame in self.frames:
+                if frame.get("type") == kind and match(frame.get("data") or {}):
+                    return frame
+            return None
+
+        return await eventually(seen, timeout=timeout, what=f"{kind} on {self.who}'s WebSocket")
+
+    async def close(self) -> None:
+        if self._ws is not None:
+            await self._ws.close()
+        if self._reader is not None:
+            await asyncio.gather(self._reader, return_exceptions=True)
+
+
+async def rooms_story(
+    gw: Gateway, timeline: Timeline, chime_url: str | None, lead_seconds: float
+) -> None:
+    timeline.section("Scheduled meeting rooms")
+    admin = gw.person("ada", "admin")
+    attendees = [gw.person(name, "customer") for name in ("ann", "bob", "cy")]
+    latecomer = gw.person("dee", "customer")
+
+    with timeline.step(f"ada (admin) schedules a room {lead_seconds:g} s ahead") as step:
+        start_at = int(time.time() + lead_seconds)
+        room = await gw.json(
+            admin,
+            "POST",
+            "/schedule",
+            expect=(201,),
+            json={
+                "title": f"Demo room {gw.run}",
+                "topic": "Belfry demo",
+                "start_at": start_at,
+                "duration_minutes": 5,
+                "media_region": "eu-central-1",
+            },
+        )
+        room_id = room["room_id"]
+        step.done(f"room {room_id}, starts at {time.strftime('%H:%M:%S', time.gmtime(start_at))}")
+
+    with timeline.step("the room becomes active and is listed on the landing page") as step:
+        scheduled = time.monotonic()
+
+        async def listed() -> dict[str, Any] | None:
+            rooms = items_of(await gw.json(attendees[0], "GET", "/rooms"), "rooms")
+            return next((r for r in rooms if r.get("room_id") == room_id), None)
+
+        await eventually(listed, timeout=lead_seconds + 30, what="the room on GET /rooms")
+        step.done(f"after {time.monotonic() - scheduled:.1f} s")
+
+    meeting_id = ""
+    for number, who in enumerate(attendees, 1):
+        with timeline.step(f"{who.split('-')[0]} joins the room") as step:
+            joined = await gw.json(who, "POST", f"/rooms/{room_id}/join")
+            this_meeting = joined["Meeting"]["MeetingId"]
+            if number == 1:
+                meeting_id = this_meeting
+            elif this_meeting != meeting_id:
+                raise DemoFailed(f"a second meeting {this_meeting} besides {meeting_id}")
+            step.done(
+                f"meeting {meeting_id[:8]}…, attendee {joined['Attendee']['AttendeeId'][:8]}…"
+            )
+
+    with timeline.step("the landing page counts three attendees") as step:
+
+        async def counted() -> int | None:
+            room = await gw.json(admin, "GET", f"/rooms/{room_id}")
+            count = room.get("attendee_count")
+            return count if count == len(attendees) else None
+
+        step.done(f"attendee_count {await eventually(counted, timeout=15, what='3 attendees')}")
+
+    ended = False
+    with timeline.step("Chime ends the meeting (the emulator, as after 5 idle minutes)") as step:
+        if chime_url is None:
+            step.skip("the platform does not run on the Chime emulator")
+        else:
+            async with EmulatorControl(chime_url) as control:
+                live = {m["MeetingId"] for m in await control.live_meetings()}
+                if meeting_id not in live:
+                    step.skip(f"meeting unknown to the emulator at {chime_url}")
+                else:
+                    await control.end_meeting(meeting_id)
+                    ended = True
+                    step.done("ended")
+
+    with timeline.step("dee joins: the room gets a new meeting") as step:
+        joined = await gw.json(latecomer, "POST", f"/rooms/{room_id}/join")
+        new_meeting = joined["Meeting"]["MeetingId"]
+        if ended and new_meeting == meeting_id:
+            raise DemoFailed(f"the ended meeting {meeting_id} was handed out again")
+        if not ended and new_meeting != meeting_id:
+            raise DemoFailed(f"a second meeting {new_meeting} while {meeting_id} is live")
+        step.done(f"meeting {new_meeting[:8]}…" + (" (re-created)" if ended else " (the same)"))
+
+
+async def chat_story(gw: Gateway, timeline: Timeline, base_url: str) -> None:  # noqa: PLR0915
+    timeline.section("Customer/manager chat")
+    admin = gw.person("ada", "admin")
+    customer = gw.person("carl", "customer")
+    manager = gw.person("mia", "manager")
+    colleague = gw.person("max", "manager")
+    feeds = {who: Feed(who) for who in (manager, colleague)}
+    try:
+        with timeline.step("mia and max (managers) open their notification WebSockets") as step:
+            for who, feed in feeds.items():
+                await feed.open(base_url, gw.tokens[who])
+            step.done("connected")
+
+        with timeline.step("carl, mia and max sign in to chat") as step:
+            for who in (customer, manager, colleague):
+                await gw.call(who, "GET", "/chat/channels")
+            step.done("3 people")
+
+        with timeline.step("ada (admin) assigns carl to mia") as step:
+            await gw.call(
+                admin,
+                "PUT",
+                f"/chat/customers/{quote(customer)}/manager",
+                json={"manager_id": manager},
+                expect=(200, 201, 204),
+            )
+            step.done("customer channel and managers-only channel ready")
+
+        with timeline.step("carl sees exactly his own channel") as step:
+            channels = items_of(await gw.json(customer, "GET", "/chat/channels"), "channels")
+            if len(channels) != 1:
+                raise DemoFailed(f"carl sees {len(channels)} channels: {channels}")
+            channel_id = channels[0]["channel_id"]
+            step.done(channel_id)
+
+        with timeline.step("carl uploads an attachment (multipart)") as step:
+            body = b"Agenda: 1. welcome 2. questions\n"
+            uploaded = await gw.json(
+                customer,
+                "POST",
+                "/chat/attachments",
+                expect=(201,),
+                files={"file": ("agenda.txt", body, "text/plain")},
+            )
+            attachment_id = uploaded["attachment_id"]
+            step.done(f"attachment {attachment_id}, {len(body)} bytes")
+
+        with timeline.step("carl writes to mia with the attachment and a mention") as step:
+            message = await gw.json(
+                customer,
+                "POST",
+                f"/chat/channels/{quote(channel_id)}/messages",
+                expect=(201,),
+                json={
+                    "content": f"Hello @{manager}, the agenda for our call is attached.",
+                    "mentions": [manager],
+                    "attachment_ids": [attachment_id],
+                },
+            )
+            message_id = message["message_id"]
+            step.done(f"message {message_id}")
+
+        with timeline.step("mia's WebSocket: the message and the mention") as step:
+            feed = feeds[manager]
+            await feed.wait_for("message.posted", lambda d: d.get("message_id") == message_id)
+            await feed.wait_for("user.mentioned", lambda d: d.get("message_id") == message_id)
+            step.done("message.posted, user.mentioned")
+
+        with timeline.step("mia downloads the attachment (presigned URL)") as step:
+            redirect = await gw.call(
+                manager, "GET", f"/chat/attachments/{attachment_id}", expect=(302, 307)
+            )
+            async with httpx.AsyncClient(timeout=10) as plain:
+                fetched = await plain.get(redirect.headers["location"])
+            if fetched.status_code != 200 or fetched.content != body:
+                raise DemoFailed(f"the download answered {fetched.status_code}")
+            step.done(f"{len(fetched.content)} bytes, as uploaded")
+
+        with timeline.step("mia mentions max in the managers-only channel about carl") as step:
+            channels = items_of(await gw.json(manager, "GET", "/chat/channels"), "channels")
+            managers_channel = next(
+                (
+                    c
+                    for c in channels
+                    if c.get("kind") == "managers" and c.get("customer_id") == customer
+                ),
+                None,
+            )
+            if managers_channel is None:
+                raise DemoFailed(f"no managers-only channel about {customer} in {channels}")
+            managers_id = managers_channel["channel_id"]
+            note = await gw.json(
+                manager,
+                "POST",
+                f"/chat/channels/{quote(managers_id)}/messages",
+                expect=(201,),
+                json={
+                    "content": f"@{colleague} can you take carl's call?",
+                    "mentions": [colleague],
+                },
+            )
+            note_id = note["message_id"]
+            step.done(f"message {note_id} in {managers_id}")
+
+        with timeline.step("max is joined lazily; his WebSocket gets the mention") as step:
+            feed = feeds[colleague]
+            await feed.wait_for("user.mentioned", lambda d: d.get("message_id") == note_id)
+            await feed.wait_for("channel.joined", lambda d: d.get("user_id") == colleague)
+            step.done("user.mentioned, channel.joined")
+
+        with timeline.step("max is now a member of the managers-only channel") as step:
+
+            async def member() -> bool | None:
+                listed = items_of(await gw.json(colleague, "GET", "/chat/channels"), "channels")
+                mine = next((c for c in listed if c.get("channel_id") == managers_id), {})
+                return True if mine.get("is_member") else None
+
+            await eventually(member, timeout=15, what="max's membership")
+            step.done("is_member: true")
+
+        with timeline.step("max's mention inbox") as step:
+            inbox = await gw.json(colleague, "GET", "/notifications/mentions?unread=true")
+            mentions = items_of(inbox, "mentions")
+            if not any(m.get("message_id") == note_id for m in mentions):
+                raise DemoFailed(f"the mention is not in max's inbox: {inbox}")
+            step.done(f"unread_count {inbox.get('unread_count', len(mentions))}")
+    finally:
+        for feed in feeds.values():
+            await feed.close()
+
+
+def chime_emulator_url(settings: PlatformSettings, given: str | None) -> str:
+    if given:
+        return given
+    if settings.chime_endpoint_url:
+        return settings.chime_endpoint_url
+    return url_of("127.0.0.1", settings.platform_local_chime_port)
+
+
+async def on_emulator(url: str) -> bool:
+    try:
+        async with EmulatorControl(url, timeout=2) as control:
+            return await control.health()
+    except (httpx.HTTPError, ValueError):
+        return False
+
+
+async def play(
+    timeline: Timeline,
+    base_url: str,
+    chime_url: str | None,
+    settings: PlatformSettings,
+    ready_timeout: float = 30.0,
+) -> None:
+    run = uuid.uuid4().hex[:6]
+    print(f"Belfry demo against {base_url} (run {run})", flush=True)
+    async with httpx.AsyncClient(base_url=base_url, timeout=20) as http:
+        gw = Gateway(http, settings, run)
+        with timeline.step("the platform is ready") as step:
+
+            async def ready() -> dict[str, Any] | None:
+                try:
+                    response = await http.get("/readyz")
+                except httpx.TransportError:
+                    return None
+                return response.json() if response.status_code == 200 else None
+
+            try:
+                status = await eventually(ready, timeout=ready_timeout, what="GET /readyz 200")
+            except DemoFailed:
+                raise DemoFailed(
+                    f"no ready platform at {base_url}: start it with `make run`"
+                ) from None
+            services = sorted({name.split(".")[0] for name in status.get("checks", {})})
+            step.done(", ".join(services))
+        await rooms_story(gw, timeline, chime_url, lead_seconds=3.0)
+        await chat_story(gw, timeline, base_url)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    settings = PlatformSettings()
+    default_url = os.environ.get("BELFRY_URL") or url_of(settings.host, settings.port)
+    parser = argparse.ArgumentParser(prog="python -m services.platform.demo", description=__doc__)
+    parser.add_argument("--url", default=default_url, help=f"the gateway (default {default_url})")
+    parser.add_argument("--chime-url", default=None, help="the Chime emulator's URL")
+    parser.add_argument(
+        "--no-emulator", action="store_true", help="never use the emulator's control API"
+    )
+    parser.add_argument(
+        "--ready-timeout", type=float, default=30.0, help="how long to wait for /readyz"
+    )
+    args = parser.parse_args(argv)
+    if settings.auth_mode != "local":
+        print(
+            "error: the demo mints local tokens; it needs BELFRY_AUTH_MODE=local", file=sys.stderr
+        )
+        return 2
+    chime_url = None if args.no_emulator else chime_emulator_url(settings, args.chime_url)
+
+    timeline = Timeline(STEPS)
+
+    async def go() -> None:
+        usable = chime_url if chime_url and await on_emulator(chime_url) else None
+        await play(timeline, args.url.rstrip("/"), usable, settings, args.ready_timeout)
+
+    try:
+        asyncio.run(go())
+    except KeyboardInterrupt:
+        print("\nDemo interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        where = f" at {timeline.failed_step}" if timeline.failed_step else ""
+        reason = str(exc) if isinstance(exc, DemoFailed) else f"{type(exc).__name__}: {exc}"
+        print(f"\nDemo FAILED{where} after {timeline.elapsed():.1f} s: {reason}", file=sys.stderr)
+        return 1
+    print(f"\nBoth stories played out in {timeline.elapsed():.1f} s.", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
