@@ -39,6 +39,7 @@ class Rooms:
     chime: EmulatorControl
     settings: RoomsSettings
     announced: list[Envelope] = field(default_factory=list)
+    fuzz_room: str | None = None  # an active room the property tests share
 
     def auth(self, user: str, groups: tuple[str, ...] = ("customer",)) -> dict[str, str]:
         return {"authorization": f"Bearer {mint_local_token(self.settings, user, groups)}"}

@@ -24,8 +24,8 @@ async def chime_meeting(rooms: Rooms, meeting_id: str) -> dict[str, Any]:
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
     ) as client:
-        meeting: dict[str, Any] = (await client.get_meeting(MeetingId=meeting_id))["Meeting"]
-        return meeting
+        response = await client.get_meeting(MeetingId=meeting_id)
+        return dict(response["Meeting"])
 
 
 async def test_fifty_concurrent_first_joins_create_one_meeting_and_fifty_attendees(
