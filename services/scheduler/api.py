@@ -41,8 +41,8 @@ Admin = Annotated[Principal, Depends(require_groups(ADMIN))]
 
 
 def _printable(value: str) -> str:
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
-        raise ValueError("control characters are not allowed")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F or 0xD800 <= ord(c) <= 0xDFFF for c in value):
+        raise ValueError("control characters and lone surrogates are not allowed")
     return value
 
 

@@ -8,6 +8,7 @@ import contextlib
 import dataclasses
 import functools
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -107,6 +108,45 @@ class EventProbe:
         return self.of(event_type, room_id)
 
 
+async def drop_topology(settings: BelfrySettings, *queues: str) -> None:
+    """Delete what a test declared on the shared broker (quorum queues are heavy):
+    the platform's queues, which every service process declares under the test's
+    prefix, `queues`, and the test's exchanges."""
+    if not settings.amqp_url.startswith("amqp"):
+        return
+    bus = create_bus(settings, "cleanup")
+    assert isinstance(bus, AmqpBus)
+    await bus.start()
+    levels = range(1, len(settings.retry_delays_seconds) + 1)
+    bus.declared_queues.extend(
+        f"{settings.queue_prefix}{name}{suffix}"
+        for name in (*QUEUES, *queues)
+        for suffix in ("", ".dlq", *(f".retry.{n}" for n in levels))
+    )
+    try:
+        await bus.delete_topology(exchanges=True)
+    finally:
+        await bus.close()
+
+
+def unique_settings(amqp_url: str, moto_url: str, **overrides: Any) -> SchedulerSettings:
+    """Isolated settings for a module-scoped app (`make_settings` is per test)."""
+    prefix = f"s{uuid.uuid4().hex[:10]}"
+    values: dict[str, Any] = {
+        "amqp_url": amqp_url,
+        "aws_endpoint_url": moto_url,
+        "exchange": f"{prefix}.events",
+        "dead_letter_exchange": f"{prefix}.dlx",
+        "queue_prefix": f"{prefix}.",
+        "table_prefix": prefix,
+        "retry_delays_seconds": (0.05, 0.1),
+        "log_format": "console",
+        "scheduler_tick_seconds": 0.1,
+        **overrides,
+    }
+    return SchedulerSettings(**values)
+
+
 @pytest.fixture
 async def probe(
     scheduler_settings: Callable[..., SchedulerSettings], clock: MovableClock
@@ -117,17 +157,6 @@ async def probe(
     try:
         yield probe
     finally:
-        await probe.bus.stop_consuming(2)
-        if isinstance(probe.bus, AmqpBus):
-            # Quorum queues are heavy on the shared broker: delete this test's
-            # (the probe's and the platform's, which every service process
-            # declares under the test's prefix) and its exchanges.
-            levels = range(1, len(settings.retry_delays_seconds) + 1)
-            probe.bus.declared_queues.extend(
-                f"{settings.queue_prefix}{name}{suffix}"
-                for name in QUEUES
-                for suffix in ("", ".dlq", *(f".retry.{n}" for n in levels))
-            )
-            with contextlib.suppress(Exception):
-                await probe.bus.delete_topology(exchanges=True)
-        await probe.bus.close()
+        await probe.bus.stop(2)
+        with contextlib.suppress(Exception):
+            await drop_topology(settings, "probe.schedule")
