@@ -1,0 +1,118 @@
+"""Chime SDK calls of the notifier: its own AppInstanceAdmin user, and
+BatchCreateChannelMembership for lazy joins."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from services.notifier.domain import app_instance_of, user_arn
+from shared.logging import get_logger
+
+if TYPE_CHECKING:
+    from types_aiobotocore_chime_sdk_identity import ChimeSDKIdentityClient
+    from types_aiobotocore_chime_sdk_messaging import ChimeSDKMessagingClient
+
+log = get_logger("belfry.notifier")
+
+MAX_BATCH = 100  # BatchCreateChannelMembership's MemberArns limit
+
+
+class ChimeUnavailable(Exception):
+    """Chime failed (throttling or 5xx outlived the client's retries, or a network
+    error): the handler fails and the bus retries it later."""
+
+
+class ChimeRejected(Exception):
+    """Chime refused the call for good (unknown channel, forbidden, bad input)."""
+
+
+_TRANSIENT = {
+    "ThrottledClientException",
+    "ThrottlingException",
+    "ServiceUnavailableException",
+    "ServiceFailureException",
+}
+
+
+def _failure(what: str, exc: ClientError | BotoCoreError) -> Exception:
+    if isinstance(exc, ClientError) and exc.response["Error"]["Code"] not in _TRANSIENT:
+        return ChimeRejected(f"{what}: {exc}")
+    return ChimeUnavailable(f"{what}: {exc}")
+
+
+class ChimeMemberships:
+    def __init__(
+        self,
+        messaging: ChimeSDKMessagingClient,
+        identity: ChimeSDKIdentityClient,
+        *,
+        service_user_id: str,
+    ) -> None:
+        self._messaging = messaging
+        self._identity = identity
+        self._service_user_id = service_user_id
+        self._bearers: dict[str, str] = {}
+        self._lock = asyncio.Lock()
+
+    async def bearer(self, app_instance_arn: str) -> str:
+        """The notifier's AppInstanceUser in this AppInstance, made an admin once
+        per process (both calls are idempotent)."""
+        known = self._bearers.get(app_instance_arn)
+        if known is not None:
+            return known
+        async with self._lock:
+            if app_instance_arn in self._bearers:
+                return self._bearers[app_instance_arn]
+            arn = user_arn(app_instance_arn, self._service_user_id)
+            try:
+                try:
+                    await self._identity.create_app_instance_user(
+                        AppInstanceArn=app_instance_arn,
+                        AppInstanceUserId=self._service_user_id,
+                        Name="Belfry notifier",
+                        ClientRequestToken=self._service_user_id,
+                    )
+                except ClientError as exc:
+                    if exc.response["Error"]["Code"] != "ConflictException":
+                        raise
+                await self._identity.create_app_instance_admin(
+                    AppInstanceAdminArn=arn, AppInstanceArn=app_instance_arn
+                )
+            except (ClientError, BotoCoreError) as exc:
+                raise _failure("cannot prepare the service user", exc) from exc
+            log.info("chime.service_user_ready", app_instance_arn=app_instance_arn)
+            self._bearers[app_instance_arn] = arn
+            return arn
+
+    async def add_members(self, channel_arn: str, user_ids: list[str]) -> dict[str, str | None]:
+        """Add people to a channel in one call (already a member counts as added):
+        user id -> None when in, or Chime's error code for that member."""
+        if not user_ids or len(user_ids) > MAX_BATCH:
+            raise ValueError(f"1..{MAX_BATCH} members per call, not {len(user_ids)}")
+        app_instance = app_instance_of(channel_arn)
+        bearer = await self.bearer(app_instance)
+        arns = {user_arn(app_instance, u): u for u in user_ids}
+        try:
+            response = await self._messaging.batch_create_channel_membership(
+                ChannelArn=channel_arn,
+                MemberArns=list(arns),
+                Type="DEFAULT",
+                ChimeBearer=bearer,
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise _failure("BatchCreateChannelMembership", exc) from exc
+        result: dict[str, str | None] = dict.fromkeys(user_ids)
+        for error in response.get("Errors", []):
+            user = arns.get(error.get("MemberArn", ""))
+            if user is not None:
+                result[user] = error.get("ErrorCode") or "Unknown"
+        log.info(
+            "chime.members_added",
+            channel_arn=channel_arn,
+            members=len(user_ids),
+            failed=sum(1 for v in result.values() if v),
+        )
+        return result

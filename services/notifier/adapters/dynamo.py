@@ -1,0 +1,557 @@
+"""The notifier's DynamoDB tables: per-user feeds, the mention inbox and its
+view of channel membership.
+
+The feed: every user has a partition `user#<id>` whose rows are numbered
+1, 2, 3, … (the sort key; the cursor WebSocket clients resume from) and a
+head item (`sk = 0`) holding the last number. Rows are appended in one
+TransactWriteItems with a conditional update of each head, so a row becomes
+visible only after every row before it: a reader that has seen row n and
+finds n+2 can never later find n+1. Each append also writes a receipt
+(`receipt#<event id>`, conditional on absence) that makes the append
+idempotent and tells other replicas whose feeds it touched.
+
+Appends are group-committed: whatever arrives while a transaction is in
+flight goes into the next one (up to 100 items), so a burst costs a few
+transactions, not one per event, and heads are not fought over in-process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from services.notifier.domain import Audience, FeedEntry, FeedRow
+from shared.dynamo import (
+    MAX_TRANSACT_ITEMS,
+    ConditionFailed,
+    Index,
+    TableSpec,
+    TransactItem,
+    from_item,
+    to_item,
+    transact,
+)
+from shared.errors import BadRequest
+from shared.events import UserMentioned
+from shared.logging import get_logger
+
+if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb import DynamoDBClient
+
+log = get_logger("belfry.notifier")
+
+FEED_TABLE = TableSpec(
+    "feed", hash_key="pk", range_key="sk", range_type="N", ttl_attribute="expires_at"
+)
+MENTIONS_TABLE = TableSpec(
+    "mentions",
+    hash_key="user_id",
+    range_key="mention_id",
+    indexes=(
+        Index("by_time", "user_id", "sort"),
+        Index("unread", "user_id", "unread_sort"),  # sparse: only unread mentions
+    ),
+)
+MEMBERS_TABLE = TableSpec("members", hash_key="channel_id", range_key="user_id")
+TABLES = (FEED_TABLE, MENTIONS_TABLE, MEMBERS_TABLE)
+
+HEAD = 0
+_MAX_ATTEMPTS = 20
+
+
+def _user_pk(user_id: str) -> str:
+    return f"user#{user_id}"
+
+
+def _receipt_pk(key: str) -> str:
+    return f"receipt#{key}"
+
+
+@dataclass
+class _Append:
+    key: str
+    entries: list[FeedEntry]
+    notify: set[str]
+    done: asyncio.Future[bool]
+
+    @property
+    def users(self) -> set[str]:
+        return {e.user_id for e in self.entries}
+
+
+@dataclass
+class _Tx:
+    appends: list[_Append] = field(default_factory=list)
+    users: dict[str, int] = field(default_factory=dict)  # user -> rows in this tx
+
+    def cost_with(self, append: _Append) -> int:
+        new_users = append.users - self.users.keys()
+        rows = sum(self.users.values()) + len(append.entries)
+        return len(self.appends) + 1 + rows + len(self.users) + len(new_users)
+
+
+class DynamoFeed:
+    """Per-user feeds: group-committed appends, ordered reads, receipts."""
+
+    def __init__(
+        self,
+        client: DynamoDBClient,
+        table: str,
+        *,
+        retention_seconds: int,
+        on_written: Callable[[set[str]], None] = lambda users: None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._client = client
+        self.table = table
+        self._retention = retention_seconds
+        self._on_written = on_written
+        self._clock = clock
+        self._pending: list[_Append] = []
+        self._wake = asyncio.Event()
+        self._heads: OrderedDict[str, int] = OrderedDict()
+        self._recent: OrderedDict[str, asyncio.Event] = OrderedDict()
+
+    # --- writing ------------------------------------------------------------------
+
+    async def append(
+        self, key: str, entries: Sequence[FeedEntry], notify: set[str] | None = None
+    ) -> bool:
+        """Append `entries` once per `key`: False if that key was appended before.
+        The receipt names `notify` (default: the entries' users). Needs `run()`
+        going (a background loop of the service)."""
+        users = {e.user_id for e in entries} if notify is None else notify
+        if not entries:
+            return await self._receipt_only(key, users)
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Append(key, list(entries), users, future))
+        self._wake.set()
+        return await future
+
+    async def _receipt_only(self, key: str, users: set[str]) -> bool:
+        try:
+            await transact(self._client, [self._receipt_item(key, users)])
+        except ConditionFailed:
+            return False
+        self._mark_recent(key)
+        return True
+
+    async def run(self) -> None:
+        """The group-commit loop."""
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                tx = self._take()
+                try:
+                    await self._commit(tx)
+                except asyncio.CancelledError:
+                    for append in tx.appends:
+                        if not append.done.done():
+                            append.done.cancel()
+                    raise
+                except Exception as exc:
+                    log.warning("feed.append_failed", error=repr(exc), appends=len(tx.appends))
+                    for append in tx.appends:
+                        if not append.done.done():
+                            append.done.set_exception(exc)
+
+    def _take(self) -> _Tx:
+        tx = _Tx()
+        while self._pending:
+            append = self._pending[0]
+            if tx.appends and (
+                tx.cost_with(append) > MAX_TRANSACT_ITEMS
+                or any(a.key == append.key for a in tx.appends)  # a redelivery: next tx
+            ):
+                break
+            self._pending.pop(0)
+            tx.appends.append(append)
+            for entry in append.entries:
+                tx.users[entry.user_id] = tx.users.get(entry.user_id, 0) + 1
+        return tx
+
+    async def _commit(self, tx: _Tx) -> None:
+        appends = list(tx.appends)
+        for _ in range(_MAX_ATTEMPTS):
+            if not appends:
+                return
+            users = sorted({u for a in appends for u in a.users})
+            await self._load_heads([u for u in users if u not in self._heads])
+            items, roles, new_heads = self._items(appends, users)
+            try:
+                await transact(self._client, items)
+            except ConditionFailed as exc:
+                for index in exc.indexes:
+                    kind, value = roles[index]
+                    if kind == "receipt":  # appended before: a redelivery
+                        append = next(a for a in appends if a.key == value)
+                        appends.remove(append)
+                        append.done.set_result(False)
+                    elif kind == "head":  # another replica appended for this user
+                        self._heads.pop(value, None)
+                continue
+            for user, head in new_heads.items():
+                self._remember_head(user, head)
+            written: set[str] = set()
+            for append in appends:
+                self._mark_recent(append.key)
+                written |= append.users
+                append.done.set_result(True)
+            self._on_written(written)
+            return
+        raise RuntimeError("feed append kept conflicting")
+
+    def _items(
+        self, appends: list[_Append], users: list[str]
+    ) -> tuple[list[TransactItem], list[tuple[str, str]], dict[str, int]]:
+        now = int(self._clock())
+        expires = now + self._retention
+        items: list[TransactItem] = []
+        roles: list[tuple[str, str]] = []
+        heads = {u: self._heads[u] for u in users}
+        for append in appends:
+            items.append(self._receipt_item(append.key, append.notify))
+            roles.append(("receipt", append.key))
+            for entry in append.entries:
+                heads[entry.user_id] += 1
+                items.append(self._row_item(entry, heads[entry.user_id], expires))
+                roles.append(("row", entry.user_id))
+        for user in users:
+            old, new = self._heads[user], heads[user]
+            condition = "attribute_not_exists(head)" if old == 0 else "head = :old"
+            values: dict[str, Any] = {":new": {"N": str(new)}}
+            if old:
+                values[":old"] = {"N": str(old)}
+            items.append(
+                {
+                    "Update": {
+                        "TableName": self.table,
+                        "Key": {"pk": {"S": _user_pk(user)}, "sk": {"N": str(HEAD)}},
+                        "UpdateExpression": "SET head = :new",
+                        "ConditionExpression": condition,
+                        "ExpressionAttributeValues": values,
+                    }
+                }
+            )
+            roles.append(("head", user))
+        return items, roles, heads
+
+    def _receipt_item(self, key: str, users: set[str]) -> TransactItem:
+        now = int(self._clock())
+        values = {
+            "pk": _receipt_pk(key),
+            "sk": HEAD,
+            "users": json.dumps(sorted(users)),
+            "expires_at": now + self._retention,
+        }
+        return {
+            "Put": {
+                "TableName": self.table,
+                "Item": to_item(values),
+                "ConditionExpression": "attribute_not_exists(pk) OR expires_at < :now",
+                "ExpressionAttributeValues": {":now": {"N": str(now)}},
+            }
+        }
+
+    def _row_item(self, entry: FeedEntry, seq: int, expires: int) -> TransactItem:
+        values = {
+            "pk": _user_pk(entry.user_id),
+            "sk": seq,
+            "event_id": entry.event_id,
+            "frame_type": entry.frame_type,
+            "data": json.dumps(entry.data),
+            "channel_kind": entry.audience.channel_kind,
+            "customer_id": entry.audience.customer_id,
+            "subject_id": entry.audience.subject_id,
+            "expires_at": expires,
+        }
+        return {"Put": {"TableName": self.table, "Item": to_item(values)}}
+
+    async def _load_heads(self, users: list[str]) -> None:
+        for start in range(0, len(users), 100):
+            part = users[start : start + 100]
+            keys = [{"pk": {"S": _user_pk(u)}, "sk": {"N": str(HEAD)}} for u in part]
+            found: dict[str, int] = {}
+            request: dict[str, Any] = {self.table: {"Keys": keys, "ConsistentRead": True}}
+            while request:
+                response = await self._client.batch_get_item(RequestItems=request)
+                for item in response.get("Responses", {}).get(self.table, []):
+                    row = from_item(item)
+                    found[row["pk"].removeprefix("user#")] = int(row.get("head", 0))
+                request = dict(response.get("UnprocessedKeys") or {})
+            for user in users[start : start + 100]:
+                self._remember_head(user, found.get(user, 0))
+
+    def _remember_head(self, user: str, head: int) -> None:
+        self._heads[user] = head
+        self._heads.move_to_end(user)
+        while len(self._heads) > 50_000:
+            self._heads.popitem(last=False)
+
+    def _mark_recent(self, key: str) -> None:
+        event = self._recent.get(key)
+        if event is None:
+            event = self._recent[key] = asyncio.Event()
+        event.set()
+        while len(self._recent) > 10_000:
+            self._recent.popitem(last=False)
+
+    # --- reading ------------------------------------------------------------------
+
+    async def head(self, user_id: str) -> int:
+        response = await self._client.get_item(
+            TableName=self.table,
+            Key={"pk": {"S": _user_pk(user_id)}, "sk": {"N": str(HEAD)}},
+            ConsistentRead=True,
+        )
+        return int(from_item(response.get("Item", {})).get("head", 0))
+
+    async def read(self, user_id: str, after: int, limit: int = 100) -> tuple[list[FeedRow], bool]:
+        """Rows after `after`, in order; True if there may be more."""
+        response = await self._client.query(
+            TableName=self.table,
+            KeyConditionExpression="pk = :pk AND sk > :after",
+            ExpressionAttributeValues={
+                ":pk": {"S": _user_pk(user_id)},
+                ":after": {"N": str(after)},
+            },
+            ConsistentRead=True,
+            Limit=limit,
+        )
+        now = int(self._clock())
+        rows = []
+        for item in response.get("Items", []):
+            value = from_item(item)
+            expired = int(value.get("expires_at", now)) < now  # TTL deletes late
+            rows.append(
+                FeedRow(
+                    seq=int(value["sk"]),
+                    frame_type="" if expired else value["frame_type"],
+                    data={} if expired else json.loads(value["data"]),
+                    audience=Audience(
+                        value.get("channel_kind"), value.get("customer_id"), value.get("subject_id")
+                    ),
+                )
+            )
+        return rows, "LastEvaluatedKey" in response
+
+    async def receipt(self, key: str) -> set[str] | None:
+        """The users an append touched, or None if it has not happened (yet)."""
+        response = await self._client.get_item(
+            TableName=self.table,
+            Key={"pk": {"S": _receipt_pk(key)}, "sk": {"N": str(HEAD)}},
+            ConsistentRead=True,
+        )
+        item = from_item(response.get("Item", {}))
+        if not item or int(item.get("expires_at", 0)) < int(self._clock()):
+            return None
+        return set(json.loads(item["users"]))
+
+    def written_here(self, key: str) -> asyncio.Event:
+        """Set once this process has appended `key` (or found it appended)."""
+        event = self._recent.get(key)
+        if event is None:
+            event = self._recent[key] = asyncio.Event()
+        return event
+
+    def forget(self, key: str) -> None:
+        event = self._recent.get(key)
+        if event is not None and not event.is_set():
+            del self._recent[key]
+
+
+class DynamoMembers:
+    """The notifier's view of who is in which channel (from ChannelJoined)."""
+
+    def __init__(self, client: DynamoDBClient, table: str) -> None:
+        self._client = client
+        self.table = table
+
+    async def members(self, channel_id: str) -> set[str]:
+        found: set[str] = set()
+        start: dict[str, Any] | None = None
+        while True:
+            extra: dict[str, Any] = {"ExclusiveStartKey": start} if start else {}
+            response = await self._client.query(
+                TableName=self.table,
+                KeyConditionExpression="channel_id = :c",
+                ExpressionAttributeValues={":c": {"S": channel_id}},
+                ProjectionExpression="user_id",
+                ConsistentRead=True,
+                **extra,
+            )
+            found |= {item["user_id"]["S"] for item in response.get("Items", [])}
+            start = response.get("LastEvaluatedKey")
+            if not start:
+                return found
+
+    async def is_member(self, channel_id: str, user_id: str) -> bool:
+        response = await self._client.get_item(
+            TableName=self.table,
+            Key={"channel_id": {"S": channel_id}, "user_id": {"S": user_id}},
+            ConsistentRead=True,
+        )
+        return "Item" in response
+
+    def _values(self, channel_id: str, user_id: str, reason: str) -> dict[str, Any]:
+        return {
+            "channel_id": channel_id,
+            "user_id": user_id,
+            "reason": reason,
+            "joined_at": int(time.time()),
+        }
+
+    async def add(self, channel_id: str, user_id: str, reason: str) -> None:
+        """Record a membership announced by a ChannelJoined (idempotent)."""
+        try:
+            await self._client.put_item(
+                TableName=self.table,
+                Item=to_item(self._values(channel_id, user_id, reason)),
+                ConditionExpression="attribute_not_exists(user_id)",
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+
+    def join_item(self, channel_id: str, user_id: str, reason: str) -> TransactItem:
+        """A transaction item that records a new membership, failing if it exists."""
+        return {
+            "Put": {
+                "TableName": self.table,
+                "Item": to_item(self._values(channel_id, user_id, reason)),
+                "ConditionExpression": "attribute_not_exists(user_id)",
+            }
+        }
+
+
+class DynamoMentions:
+    """The mention inbox: one item per (person, mention), newest first by `sort`."""
+
+    def __init__(self, client: DynamoDBClient, table: str) -> None:
+        self._client = client
+        self.table = table
+
+    def record_item(self, mention: UserMentioned, at: str) -> TransactItem:
+        sort = f"{at}#{mention.mention_id}"
+        values = {
+            "user_id": mention.mentioned_user_id,
+            "mention_id": mention.mention_id,
+            "message_id": mention.message_id,
+            "channel_id": mention.channel_id,
+            "channel_arn": mention.channel_arn,
+            "mentioned_by": mention.mentioned_by,
+            "excerpt": mention.excerpt,
+            "created_at": at,
+            "sort": sort,
+            "unread_sort": sort,
+        }
+        return {
+            "Put": {
+                "TableName": self.table,
+                "Item": to_item(values),
+                "ConditionExpression": "attribute_not_exists(mention_id)",
+            }
+        }
+
+    async def page(
+        self, user_id: str, *, unread_only: bool, limit: int, cursor: str | None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        index = "unread" if unread_only else "by_time"
+        extra: dict[str, Any] = {}
+        if cursor:
+            extra["ExclusiveStartKey"] = _decode_page_key(cursor)
+        response = await self._client.query(
+            TableName=self.table,
+            IndexName=index,
+            KeyConditionExpression="user_id = :u",
+            ExpressionAttributeValues={":u": {"S": user_id}},
+            ScanIndexForward=False,
+            Limit=limit,
+            **extra,
+        )
+        items = [_mention_out(from_item(item)) for item in response.get("Items", [])]
+        last = response.get("LastEvaluatedKey")
+        return items, (_encode_page_key(last) if last else None)
+
+    async def unread_count(self, user_id: str) -> int:
+        count = 0
+        start: dict[str, Any] | None = None
+        while True:
+            extra: dict[str, Any] = {"ExclusiveStartKey": start} if start else {}
+            response = await self._client.query(
+                TableName=self.table,
+                IndexName="unread",
+                KeyConditionExpression="user_id = :u",
+                ExpressionAttributeValues={":u": {"S": user_id}},
+                Select="COUNT",
+                **extra,
+            )
+            count += int(response.get("Count", 0))
+            start = response.get("LastEvaluatedKey")
+            if not start:
+                return count
+
+    async def mark_read(self, user_id: str, mention_id: str, at: str) -> bool:
+        """False if this user has no such mention (someone else's is not theirs)."""
+        try:
+            await self._client.update_item(
+                TableName=self.table,
+                Key={"user_id": {"S": user_id}, "mention_id": {"S": mention_id}},
+                UpdateExpression="SET read_at = if_not_exists(read_at, :at) REMOVE unread_sort",
+                ConditionExpression="attribute_exists(mention_id)",
+                ExpressionAttributeValues={":at": {"S": at}},
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    async def get(self, user_id: str, mention_id: str) -> dict[str, Any] | None:
+        response = await self._client.get_item(
+            TableName=self.table,
+            Key={"user_id": {"S": user_id}, "mention_id": {"S": mention_id}},
+            ConsistentRead=True,
+        )
+        item = response.get("Item")
+        return _mention_out(from_item(item)) if item else None
+
+
+def _mention_out(item: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "mention_id": item["mention_id"],
+        "message_id": item.get("message_id"),
+        "channel_id": item.get("channel_id"),
+        "channel_arn": item.get("channel_arn"),
+        "mentioned_by": item.get("mentioned_by"),
+        "excerpt": item.get("excerpt", ""),
+        "created_at": item.get("created_at"),
+        "read": "read_at" in item,
+        "read_at": item.get("read_at"),
+    }
+
+
+def _encode_page_key(key: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(key).encode()).decode().rstrip("=")
+
+
+def _decode_page_key(cursor: str) -> dict[str, Any]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        key = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (ValueError, TypeError):
+        raise BadRequest("not a page cursor", code="invalid_cursor") from None
+    if not isinstance(key, dict) or not all(
+        isinstance(v, dict) and set(v) == {"S"} and isinstance(v["S"], str) for v in key.values()
+    ):
+        raise BadRequest("not a page cursor", code="invalid_cursor")
+    return key

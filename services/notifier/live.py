@@ -1,0 +1,219 @@
+"""WebSocket sessions: each one pumps its user's feed, in order, to the client.
+
+A session never sends an event it got from the bus directly: the bus only
+wakes it ("something new for this user"), and it then reads its user's feed
+after the last row it sent. Replay (`?since=`) and live delivery are the same
+loop, so there is no gap between them and no duplicate; a client that
+reconnects anywhere resumes from its last frame's cursor.
+
+Close codes: 4401 no or bad token; 4400 a malformed or unknown cursor; 4410 a
+cursor more than `replay_limit` frames behind (fetch state over HTTP, then
+connect without `since`); 4429 a client too slow to take its frames (its send
+buffer filled up, or one frame could not be written within the send timeout):
+reconnect with the last cursor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Iterable
+from typing import Protocol
+
+from prometheus_client import Counter, Gauge
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from services.notifier.domain import (
+    READY_FRAME,
+    FeedRow,
+    InvalidCursor,
+    decode_cursor,
+    encode_cursor,
+    frame_text,
+    may_see,
+)
+from shared.auth import Principal
+from shared.logging import get_logger
+
+log = get_logger("belfry.notifier")
+
+CLOSE_BAD_CURSOR = 4400
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_CURSOR_TOO_OLD = 4410
+CLOSE_SLOW_CLIENT = 4429
+PAGE = 100
+
+CONNECTIONS = Gauge(
+    "belfry_notifier_ws_connections", "Open notification WebSockets in this process."
+)
+FRAMES_SENT = Counter(
+    "belfry_notifier_ws_frames_total", "Frames written to notification WebSockets.", ["type"]
+)
+CLOSED = Counter(
+    "belfry_notifier_ws_closed_total", "WebSockets closed by the server, by reason.", ["reason"]
+)
+
+
+class FeedReader(Protocol):
+    async def head(self, user_id: str) -> int: ...
+
+    async def read(
+        self, user_id: str, after: int, limit: int = PAGE
+    ) -> tuple[list[FeedRow], bool]: ...
+
+
+class SlowClient(Exception):
+    pass
+
+
+class Hub:
+    """This process's open sessions by user: what a bus event wakes."""
+
+    def __init__(self) -> None:
+        self._sessions: dict[str, set[Session]] = {}
+
+    def add(self, session: Session) -> None:
+        self._sessions.setdefault(session.user_id, set()).add(session)
+        CONNECTIONS.inc()
+
+    def remove(self, session: Session) -> None:
+        sessions = self._sessions.get(session.user_id)
+        if sessions is not None and session in sessions:
+            sessions.discard(session)
+            CONNECTIONS.dec()
+            if not sessions:
+                del self._sessions[session.user_id]
+
+    def connected(self, users: Iterable[str]) -> list[str]:
+        return [u for u in users if u in self._sessions]
+
+    def poke(self, users: Iterable[str]) -> None:
+        for user in users:
+            for session in self._sessions.get(user, ()):
+                session.wake.set()
+
+    def __len__(self) -> int:
+        return sum(len(s) for s in self._sessions.values())
+
+    async def close_all(self, code: int = 1001) -> None:
+        sessions = [s for group in self._sessions.values() for s in group]
+        await asyncio.gather(*(s.close(code, "server shutting down") for s in sessions))
+
+
+class Session:
+    def __init__(
+        self,
+        websocket: WebSocket,
+        principal: Principal,
+        feed: FeedReader,
+        *,
+        replay_limit: int,
+        send_buffer: int,
+        send_timeout: float,
+        poll_seconds: float,
+    ) -> None:
+        self.websocket = websocket
+        self.principal = principal
+        self.user_id = principal.user_id
+        self._feed = feed
+        self._replay_limit = replay_limit
+        self._send_timeout = send_timeout
+        self._poll = poll_seconds
+        self.outbound: asyncio.Queue[tuple[str, str]] = asyncio.Queue(maxsize=send_buffer)
+        self.wake = asyncio.Event()
+        self.last = 0
+
+    async def start(self, since: str | None) -> bool:
+        """Accept, check the cursor, send the ready frame; False if closed."""
+        if self.websocket.client_state == WebSocketState.CONNECTING:
+            await self.websocket.accept()
+        head = await self._feed.head(self.user_id)
+        if since is None:
+            self.last = head
+        else:
+            try:
+                self.last = decode_cursor(since)
+            except InvalidCursor as exc:
+                await self.close(CLOSE_BAD_CURSOR, str(exc))
+                return False
+            if self.last > head:
+                await self.close(CLOSE_BAD_CURSOR, "unknown cursor")
+                return False
+            if head - self.last > self._replay_limit:
+                await self.close(CLOSE_CURSOR_TOO_OLD, "cursor too old: refetch and reconnect")
+                return False
+        ready = {"user_id": self.user_id, "head": encode_cursor(head)}
+        await self.websocket.send_text(
+            json.dumps({"type": READY_FRAME, "data": ready, "cursor": encode_cursor(self.last)})
+        )
+        self.wake.set()
+        return True
+
+    async def run(self) -> None:
+        """Pump, send and listen until the client leaves or is too slow."""
+        tasks = [
+            asyncio.create_task(self._pump()),
+            asyncio.create_task(self._send()),
+            asyncio.create_task(self._listen()),
+        ]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for task in done:
+            error = task.exception()
+            if isinstance(error, SlowClient):
+                await self.close(CLOSE_SLOW_CLIENT, "too slow: reconnect with your last cursor")
+            elif error is not None and not isinstance(error, WebSocketDisconnect):
+                log.warning("ws.session_failed", error=repr(error))
+                await self.close(1011, "internal error: reconnect with your last cursor")
+
+    async def _pump(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), self._poll)
+            self.wake.clear()
+            more = True
+            while more:
+                rows, more = await self._feed.read(self.user_id, self.last, PAGE)
+                for row in rows:
+                    if row.frame_type and may_see(self.principal, row.audience):
+                        await self._enqueue(row)
+                    self.last = row.seq
+
+    async def _enqueue(self, row: FeedRow) -> None:
+        item = (row.frame_type, frame_text(row.frame_type, row.data, row.seq))
+        try:
+            self.outbound.put_nowait(item)
+        except asyncio.QueueFull:
+            # The feed is durable, so a full buffer only pauses the pump; a
+            # client that stays this far behind for the send timeout is closed.
+            try:
+                await asyncio.wait_for(self.outbound.put(item), self._send_timeout)
+            except TimeoutError:
+                raise SlowClient from None
+
+    async def _send(self) -> None:
+        while True:
+            frame_type, text = await self.outbound.get()
+            try:
+                await asyncio.wait_for(self.websocket.send_text(text), self._send_timeout)
+            except TimeoutError:
+                raise SlowClient from None
+            FRAMES_SENT.labels(frame_type).inc()
+
+    async def _listen(self) -> None:
+        while True:
+            message = await self.websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+
+    async def close(self, code: int, reason: str) -> None:
+        CLOSED.labels(str(code)).inc()
+        if self.websocket.application_state == WebSocketState.DISCONNECTED:
+            return
+        with contextlib.suppress(Exception):
+            await self.websocket.close(code, reason)
