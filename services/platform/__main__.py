@@ -39,6 +39,7 @@ from services.platform.embedded import (
     bind_socket,
     embedded_aws,
     embedded_chime,
+    port_of,
     start_server,
     url_of,
 )
@@ -129,7 +130,7 @@ async def run(settings: PlatformSettings, *, strict: bool) -> int:
             await stack.enter_async_context(app.router.lifespan_context(app))
             if not stopper.requested.is_set():
                 endpoints = Endpoints(
-                    gateway=url_of(settings.host, settings.port),
+                    gateway=url_of(settings.host, port_of(gateway_sock)),
                     aws=aws_url,
                     chime=chime_url,
                     aws_embedded=aws_sock is not None,
@@ -200,8 +201,12 @@ def main() -> int:
         print("stopped by a second signal before the shutdown finished", file=sys.stderr)
         return 1
     except Exception as exc:
-        log.error("platform.failed", exc_info=exc)
-        print(f"error: the platform failed: {exc!r}{_hint(exc, settings)}", file=sys.stderr)
+        hint = _hint(exc, settings)
+        if hint:  # a known cause: the hint says more than a traceback would
+            log.error("platform.failed", error=repr(exc))
+        else:
+            log.error("platform.failed", exc_info=exc)
+        print(f"error: the platform failed: {exc!r}{hint}", file=sys.stderr)
         return 1
 
 

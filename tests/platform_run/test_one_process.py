@@ -7,6 +7,7 @@ one stops it (and would work alone: the fixture starts it)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 import time
@@ -14,6 +15,8 @@ from typing import Any
 
 import httpx
 import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from services.platform.settings import PlatformSettings
 from shared.auth import mint_local_token
@@ -139,8 +142,18 @@ async def test_the_demo_plays_both_stories(platform: RunningPlatform) -> None:
     assert "Both stories played out" in text
 
 
-def test_sigterm_stops_it_cleanly(platform: RunningPlatform) -> None:
-    code, seconds = platform.terminate(timeout=20)
+async def test_sigterm_stops_it_cleanly(platform: RunningPlatform) -> None:
+    """With a WebSocket client connected, as after a browser tab was left open."""
+    token = tokens(("watcher", "manager"))["watcher"]
+    url = platform.url.replace("http", "ws", 1) + "/notifications/ws"
+    async with connect(url, open_timeout=10) as websocket:
+        await websocket.send(json.dumps({"type": "auth", "token": token}))
+        # The first frame: the session is authenticated and registered.
+        first = json.loads(await asyncio.wait_for(websocket.recv(), 10))
+        assert "type" in first, first
+        code, seconds = await asyncio.to_thread(platform.terminate, 20)
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(websocket.recv(), 5)
     logs = platform.logs()
     assert code == 0, f"exit code {code}:\n{platform.tail()}"
     assert seconds < 15, f"the stop took {seconds:.1f} s"
