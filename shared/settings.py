@@ -124,7 +124,7 @@ def all_settings_classes() -> dict[str, type[BelfrySettings]]:
     import importlib
 
     classes: dict[str, type[BelfrySettings]] = {"Every process": BelfrySettings}
-    for service in ("scheduler", "rooms", "chat", "notifier"):
+    for service in ("scheduler", "rooms", "chat", "notifier", "platform"):
         try:
             module = importlib.import_module(f"services.{service}.settings")
         except ModuleNotFoundError:
