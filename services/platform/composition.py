@@ -59,17 +59,10 @@ def _definition(name: str) -> ServiceDefinition | None:
     except ModuleNotFoundError as exc:
         if exc.name not in (module_name, f"services.{name}"):
             raise
-        module = None
-    found = getattr(module, "definition", None) if module is not None else None
-    if found is None:
-        # The other spelling of the convention: `services.<name>.SERVICE`.
-        try:
-            found = getattr(importlib.import_module(f"services.{name}"), "SERVICE", None)
-        except ModuleNotFoundError as exc:
-            if exc.name != f"services.{name}":
-                raise
+        return None
+    found = getattr(module, "definition", None)
     if found is not None and not isinstance(found, ServiceDefinition):
-        raise TypeError(f"services.{name}: the definition is a {type(found).__name__}")
+        raise TypeError(f"{module_name}.definition is a {type(found).__name__}")
     return found
 
 
