@@ -19,7 +19,14 @@ from typing import Any
 from prometheus_client import Counter
 
 from services.notifier.adapters.chime import ChimeRejected
-from services.notifier.domain import chunks, entries_for, once_key, users_of
+from services.notifier.domain import (
+    app_instance_of,
+    chunks,
+    entries_for,
+    once_key,
+    user_arn,
+    users_of,
+)
 from services.notifier.joins import JoinFailed
 from services.notifier.ports import Claims, Feed, Joiner, Members, Mentions, UnitOfWork, Wakeable
 from shared.bus import RejectEvent
@@ -63,13 +70,17 @@ class MentionHandler:
             raise RejectEvent("unexpected_event", envelope.type)
         if mention.channel_kind == "managers" and mention.mentioned_user_id == mention.customer_id:
             raise RejectEvent("customer_in_managers_channel", mention.mention_id)
+        try:
+            arn = member_arn(mention)
+        except ValueError as exc:
+            raise RejectEvent("invalid_channel_arn", str(exc)) from None
         # A claim, not a record in the final transaction: the Chime call sits
         # between, and a redelivery must not make it again.
         if not await self._claims.claim(MENTIONS_CONSUMER, envelope.event_id):
             log.info("mention.duplicate", mention_id=mention.mention_id)
             return
         try:
-            await self._handle(envelope, mention)
+            await self._handle(envelope, mention, arn)
         except BaseException as exc:
             with contextlib.suppress(Exception):
                 await self._claims.release(MENTIONS_CONSUMER, envelope.event_id)
@@ -77,10 +88,10 @@ class MentionHandler:
                 raise RejectEvent("join_refused", str(exc)) from exc
             raise
 
-    async def _handle(self, envelope: Envelope, mention: UserMentioned) -> None:
+    async def _handle(self, envelope: Envelope, mention: UserMentioned, arn: str) -> None:
         joined = False
         if not await self._members.is_member(mention.channel_id, mention.mentioned_user_id):
-            await self._joiner.join(mention.channel_arn, mention.mentioned_user_id)
+            await self._joiner.join(mention.channel_arn, arn)
             joined = True
         at = envelope.occurred_at.isoformat().replace("+00:00", "Z")
         parts: dict[str, TransactItem] = {"record": self._mentions.record_item(mention, at)}
@@ -135,6 +146,15 @@ class MentionHandler:
             producer="notifier",
             correlation_id=envelope.correlation_id,
         )
+
+
+def member_arn(mention: UserMentioned) -> str:
+    """chat names the AppInstanceUser (`mentioned_user_arn`, docs/events.md);
+    older events fall back to chat's convention (the id is the user id)."""
+    named = (mention.model_extra or {}).get("mentioned_user_arn")
+    if isinstance(named, str) and named.startswith(app_instance_of(mention.channel_arn) + "/user/"):
+        return named
+    return user_arn(app_instance_of(mention.channel_arn), mention.mentioned_user_id)
 
 
 class FeedHandler:

@@ -18,8 +18,8 @@ MAX_BATCH = 100
 class JoinFailed(Exception):
     """Chime refused this one member (its error code is in `code`)."""
 
-    def __init__(self, user_id: str, code: str) -> None:
-        super().__init__(f"{user_id}: {code}")
+    def __init__(self, member_arn: str, code: str) -> None:
+        super().__init__(f"{member_arn}: {code}")
         self.code = code
 
 
@@ -36,16 +36,16 @@ class JoinBatcher:
         self._tasks: set[asyncio.Task[None]] = set()
         self.calls = 0
 
-    async def join(self, channel_arn: str, user_id: str) -> None:
-        """Return once `user_id` is a member of the channel; raise `JoinFailed`
-        or the gateway's error otherwise."""
+    async def join(self, channel_arn: str, member_arn: str) -> None:
+        """Return once the AppInstanceUser is a member of the channel; raise
+        `JoinFailed` or the gateway's error otherwise."""
         batch = self._open.get(channel_arn)
         if batch is None:
             batch = self._open[channel_arn] = _Batch()
             self._spawn(self._flush_later(channel_arn, batch))
-        future = batch.members.get(user_id)
+        future = batch.members.get(member_arn)
         if future is None:
-            future = batch.members[user_id] = asyncio.get_running_loop().create_future()
+            future = batch.members[member_arn] = asyncio.get_running_loop().create_future()
         if len(batch.members) >= MAX_BATCH:
             self._close(channel_arn, batch)
             self._spawn(self._flush(channel_arn, batch))

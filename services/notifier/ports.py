@@ -39,7 +39,7 @@ class Mentions(Protocol):
 
 
 class Joiner(Protocol):
-    async def join(self, channel_arn: str, user_id: str) -> None: ...
+    async def join(self, channel_arn: str, member_arn: str) -> None: ...
 
 
 class Claims(Protocol):

@@ -87,32 +87,30 @@ class ChimeMemberships:
             self._bearers[app_instance_arn] = arn
             return arn
 
-    async def add_members(self, channel_arn: str, user_ids: list[str]) -> dict[str, str | None]:
-        """Add people to a channel in one call (already a member counts as added):
-        user id -> None when in, or Chime's error code for that member."""
-        if not user_ids or len(user_ids) > MAX_BATCH:
-            raise ValueError(f"1..{MAX_BATCH} members per call, not {len(user_ids)}")
-        app_instance = app_instance_of(channel_arn)
-        bearer = await self.bearer(app_instance)
-        arns = {user_arn(app_instance, u): u for u in user_ids}
+    async def add_members(self, channel_arn: str, member_arns: list[str]) -> dict[str, str | None]:
+        """Add AppInstanceUsers to a channel in one call (already a member counts
+        as added): member ARN -> None when in, or Chime's error code for it."""
+        if not member_arns or len(member_arns) > MAX_BATCH:
+            raise ValueError(f"1..{MAX_BATCH} members per call, not {len(member_arns)}")
+        bearer = await self.bearer(app_instance_of(channel_arn))
         try:
             response = await self._messaging.batch_create_channel_membership(
                 ChannelArn=channel_arn,
-                MemberArns=list(arns),
+                MemberArns=member_arns,
                 Type="DEFAULT",
                 ChimeBearer=bearer,
             )
         except (ClientError, BotoCoreError) as exc:
             raise _failure("BatchCreateChannelMembership", exc) from exc
-        result: dict[str, str | None] = dict.fromkeys(user_ids)
+        result: dict[str, str | None] = dict.fromkeys(member_arns)
         for error in response.get("Errors", []):
-            user = arns.get(error.get("MemberArn", ""))
-            if user is not None:
-                result[user] = error.get("ErrorCode") or "Unknown"
+            arn = error.get("MemberArn", "")
+            if arn in result:
+                result[arn] = error.get("ErrorCode") or "Unknown"
         log.info(
             "chime.members_added",
             channel_arn=channel_arn,
-            members=len(user_ids),
+            members=len(member_arns),
             failed=sum(1 for v in result.values() if v),
         )
         return result
