@@ -94,3 +94,15 @@ async def test_no_request_to_the_rooms_api_answers_500(
     assert response.status_code < 500, response.text
     if response.status_code >= 400:
         assert set(response.json()["error"]) >= {"code", "message"}
+
+
+async def test_probes_and_metrics(rooms: Rooms) -> None:
+    room_id = await rooms.activate()
+    assert (await rooms.join(room_id, "ada")).status_code == 200
+    ready = await rooms.client.get("/readyz")
+    assert ready.status_code == 200, ready.text
+    assert set(ready.json()["checks"]) == {"rooms.bus", "rooms.dynamodb"}
+    scraped = (await rooms.client.get("/metrics")).text
+    assert 'belfry_rooms_joins_total{outcome="ok"}' in scraped
+    assert 'belfry_rooms_meetings_created_total{reason="first_join"}' in scraped
+    assert "/rooms/{room_id}/join" in (await rooms.client.get("/openapi.json")).text
