@@ -1,7 +1,7 @@
 """A chat service over real RabbitMQ, moto server and the Chime emulator,
-served by uvicorn once per test module, with a spy queue on chat's events.
+served by uvicorn once for the package, with a spy queue on chat's events.
 
-The module shares one AppInstance; tests use their own user ids, so they do
+The tests share one AppInstance; tests use their own user ids, so they do
 not see each other's channels except through listings (which they filter)."""
 
 from __future__ import annotations
@@ -72,6 +72,20 @@ class ChatWorld:
         body: dict[str, Any] = response.json()
         return body
 
+    async def channels(self, headers: dict[str, str]) -> dict[str, dict[str, Any]]:
+        """Every channel the caller sees (all pages), by id."""
+        found: dict[str, dict[str, Any]] = {}
+        cursor: str | None = None
+        while True:
+            params = {"cursor": cursor} if cursor else {}
+            response = await self.http.get("/chat/channels", params=params, headers=headers)
+            assert response.status_code == 200, response.text
+            page = response.json()
+            found.update({c["channel_id"]: c for c in page["channels"]})
+            cursor = page["next_cursor"]
+            if not cursor:
+                return found
+
     async def members(self, channel_arn: str) -> set[str]:
         view = await self.chime.channel(channel_arn)
         return set(view["members"])
@@ -83,7 +97,7 @@ class ChatWorld:
         return dict((await self.chime.counters())["calls"])
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 async def world(amqp_url: str, moto_url: str, chime_url: str) -> AsyncIterator[ChatWorld]:
     test_id = f"chat{uuid.uuid4().hex[:8]}"
     settings = ChatSettings(

@@ -128,11 +128,8 @@ async def test_chat_records_the_notifiers_lazy_joins_once(world: ChatWorld) -> N
     manager = world.token(m2, "manager")
 
     async def is_member() -> bool:
-        listed = await world.http.get("/chat/channels", headers=manager)
-        return any(
-            c["channel_id"] == channel["channel_id"] and c["is_member"]
-            for c in listed.json()["channels"]
-        )
+        listed = await world.channels(manager)
+        return bool(listed[channel["channel_id"]]["is_member"])
 
     assert not await is_member()
     event = Envelope.new(
@@ -148,3 +145,146 @@ async def test_chat_records_the_notifiers_lazy_joins_once(world: ChatWorld) -> N
     await world.bus.publish(event)  # a redelivery
     await wait_until(is_member, timeout=10, message="the membership")
     assert await world.chat.store.inbox.seen("chat.membership", event.event_id)  # type: ignore[union-attr]
+
+
+async def test_reassigning_moves_the_customer_channel(world: ChatWorld) -> None:
+    c1, m1, m2 = world.person("c"), world.person("m"), world.person("m")
+    first = await world.assign(c1, m1)
+    second = await world.assign(c1, m2)
+    assert second["previous_manager_id"] == m1
+    assert second["customer_channel"]["channel_id"] == first["customer_channel"]["channel_id"]
+    assert second["customer_channel"]["manager_id"] == m2
+    service = world.chat.chime.service_user_arn
+    customer_arn = first["customer_channel"]["channel_arn"]
+    managers_arn = first["managers_channel"]["channel_arn"]
+    assert await world.members(customer_arn) == {service, world.arn(c1), world.arn(m2)}
+    assert await world.members(managers_arn) == {service, world.arn(m1), world.arn(m2)}
+    await world.wait_for("ChannelJoined", 2, user_id=m2, reason="assignment")
+
+    seen_by_m1 = await world.channels(world.token(m1, "manager"))
+    assert seen_by_m1[first["customer_channel"]["channel_id"]]["is_member"] is False
+    assert seen_by_m1[first["managers_channel"]["channel_id"]]["is_member"] is True
+    seen_by_m2 = await world.channels(world.token(m2, "manager"))
+    assert seen_by_m2[first["customer_channel"]["channel_id"]]["is_member"] is True
+    # the customer still sees exactly their channel, now with m2
+    (own,) = (await world.channels(world.token(c1, "customer"))).values()
+    assert own["manager_id"] == m2
+
+
+async def test_a_new_manager_costs_no_chime_calls_and_joins_by_hand(world: ChatWorld) -> None:
+    c1, m1, m3 = world.person("c"), world.person("m"), world.person("m")
+    channel = (await world.assign(c1, m1))["customer_channel"]
+    newcomer = world.token(m3, "manager")
+
+    before = await world.calls()
+    listed = await world.channels(newcomer)
+    assert listed[channel["channel_id"]]["is_member"] is False
+    history = await world.http.get(
+        f"/chat/channels/{channel['channel_id']}/messages", headers=newcomer
+    )
+    assert history.status_code == 200, history.text
+    assert await world.calls() == before
+
+    joined = await world.http.post(f"/chat/channels/{channel['channel_id']}/join", headers=newcomer)
+    assert joined.status_code == 204, joined.text
+    assert world.arn(m3) in await world.members(channel["channel_arn"])
+    (event,) = await world.wait_for("ChannelJoined", user_id=m3, reason="manual")
+    assert event.data.channel_id == channel["channel_id"]
+    assert (await world.channels(newcomer))[channel["channel_id"]]["is_member"] is True
+    again = await world.http.post(f"/chat/channels/{channel['channel_id']}/join", headers=newcomer)
+    assert again.status_code == 204
+    assert len(world.of("ChannelJoined", user_id=m3)) == 1
+
+
+async def test_a_manager_who_is_not_a_member_is_joined_by_posting(world: ChatWorld) -> None:
+    c1, m1, m4 = world.person("c"), world.person("m"), world.person("m")
+    managers = (await world.assign(c1, m1))["managers_channel"]
+    other = world.token(m4, "manager")
+    await world.channels(other)  # m4 is known to chat from now on
+    posted = await world.http.post(
+        f"/chat/channels/{managers['channel_id']}/messages",
+        json={"content": "I'll take this one", "mentions": [m1]},
+        headers=other,
+    )
+    assert posted.status_code == 201, posted.text
+    assert world.arn(m4) in await world.members(managers["channel_arn"])
+    await world.wait_for("ChannelJoined", user_id=m4, reason="manual")
+    (event,) = await world.wait_for("MessagePosted", message_id=posted.json()["message_id"])
+    assert event.data.channel_kind == "managers"
+
+
+async def test_metadata_that_does_not_fit_is_a_reference_to_the_index(world: ChatWorld) -> None:
+    c1, m1 = world.person("c"), world.person("m")
+    channel = (await world.assign(c1, m1))["customer_channel"]
+    customer = world.token(c1, "customer")
+    ids = []
+    for n in range(5):
+        upload = await world.http.post(
+            "/chat/attachments",
+            files={"file": (f"{n}-{'x' * 240}.txt", f"file {n}".encode(), "text/plain")},
+            headers=customer,
+        )
+        assert upload.status_code == 201, upload.text
+        ids.append(upload.json()["attachment_id"])
+    posted = await world.http.post(
+        f"/chat/channels/{channel['channel_id']}/messages",
+        json={"content": "five files", "attachment_ids": ids},
+        headers=customer,
+    )
+    assert posted.status_code == 201, posted.text
+    message = posted.json()
+    got = await world.messaging.get_channel_message(
+        ChannelArn=channel["channel_arn"],
+        MessageId=message["chime_message_id"],
+        ChimeBearer=world.chat.chime.service_user_arn,
+    )
+    metadata = json.loads(got["ChannelMessage"]["Metadata"])
+    assert metadata["ref"] == "chat-messages"
+    assert metadata["attachment_count"] == 5
+    assert metadata["message_id"] == message["message_id"]
+    history = await world.http.get(
+        f"/chat/channels/{channel['channel_id']}/messages", headers=customer
+    )
+    (indexed,) = history.json()["messages"]
+    assert [a["attachment_id"] for a in indexed["attachments"]] == ids
+
+
+async def test_a_presigned_post_upload_can_be_attached(world: ChatWorld) -> None:
+    c1, m1 = world.person("c"), world.person("m")
+    channel = (await world.assign(c1, m1))["customer_channel"]
+    customer = world.token(c1, "customer")
+    body = b"\x89PNG fake image"
+    asked = await world.http.post(
+        "/chat/attachments",
+        json={"name": "photo.png", "size": len(body), "content_type": "image/png"},
+        headers=customer,
+    )
+    assert asked.status_code == 201, asked.text
+    form = asked.json()
+    assert form["key"] == f"attachments/{form['attachment_id']}"
+    policy = json.loads(__import__("base64").b64decode(form["upload"]["fields"]["policy"]).decode())
+    assert ["content-length-range", len(body), len(body)] in policy["conditions"]
+    assert {"Content-Type": "image/png"} in policy["conditions"]
+
+    post = {
+        "content": "photo",
+        "attachment_ids": [form["attachment_id"]],
+    }
+    early = await world.http.post(
+        f"/chat/channels/{channel['channel_id']}/messages", json=post, headers=customer
+    )
+    assert early.status_code == 422
+    assert early.json()["error"]["details"][0]["reason"] == "not_uploaded"
+
+    async with httpx.AsyncClient() as plain:
+        uploaded = await plain.post(
+            form["upload"]["url"],
+            data=form["upload"]["fields"],
+            files={"file": ("photo.png", body, "image/png")},
+        )
+    assert uploaded.status_code in (200, 204), uploaded.text
+    posted = await world.http.post(
+        f"/chat/channels/{channel['channel_id']}/messages", json=post, headers=customer
+    )
+    assert posted.status_code == 201, posted.text
+    assert posted.json()["attachments"][0]["content_type"] == "image/png"
