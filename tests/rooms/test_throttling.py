@@ -17,6 +17,24 @@ ROOMS = 20
 JOINS_PER_ROOM = 10
 
 
+async def test_chime_5xx_and_throttling_are_retried_by_the_client(rooms: Rooms) -> None:
+    room_id = await rooms.activate()
+    assert (await rooms.join(room_id, "first")).status_code == 200
+    await rooms.chime.set_faults(
+        seed=3, operations={"CreateAttendee": {"share": 0.4, "statuses": [500, 503]}}
+    )
+    answers = [await rooms.join(room_id, f"user-{n}") for n in range(8)]
+    assert [a.status_code for a in answers] == [200] * 8
+    await rooms.chime.clear_faults()
+    await rooms.chime.set_limits(operations={"CreateAttendee": {"rate": 5, "burst": 1}})
+    answers = await asyncio.gather(*(rooms.join(room_id, f"burst-{n}") for n in range(3)))
+    assert [a.status_code for a in answers] == [200] * 3
+    counters = await rooms.chime.counters()
+    assert counters["faulted"]["CreateAttendee"] > 0
+    assert counters["throttled"]["CreateAttendee"] > 0
+    assert counters["succeeded"]["CreateAttendee"] == 12
+
+
 async def test_throttled_and_failing_chime_gives_200_or_503_and_one_meeting_per_room(
     rooms: Rooms,
 ) -> None:
