@@ -35,10 +35,11 @@ class SchedulerSettings(BelfrySettings):
         50, ge=1, le=100, description="Default page size of `GET /schedule` (max 100)."
     )
     scheduler_due_per_tick: int = Field(
-        1000,
+        200,
         ge=1,
         le=10000,
-        description="Most due rooms one tick reads per transition; the rest wait a tick.",
+        description="Due rooms one query reads (a page); with more due the loop goes on "
+        "at once instead of waiting a tick.",
     )
     scheduler_rooms_per_transaction: int = Field(
         40,

@@ -57,48 +57,60 @@ def due_key(room: Room) -> str:
     return f"{room.due_at:010d}#{room.room_id}"
 
 
+# The attributes that keys, conditions and TTL need stay top-level; the rest
+# of the room is one JSON document. Nothing filters on those fields server-side,
+# and a stand-in like moto spends its time per attribute: a burst of 1,000 due
+# rooms reads and writes several times faster this way (docs/scheduler.md).
+_DOCUMENT_FIELDS = (
+    "title",
+    "topic",
+    "start_at",
+    "end_at",
+    "duration_minutes",
+    "media_region",
+    "scheduled_by",
+    "created_at",
+    "updated_at",
+    "correlation_id",
+    "cancelled_by",
+    "ended_at",
+)
+
+
 def room_item(room: Room, retention_seconds: int) -> dict[str, Any]:
+    document = {name: getattr(room, name) for name in _DOCUMENT_FIELDS}
     return to_item(
         {
             "room_id": room.room_id,
-            "title": room.title,
-            "title_key": room.title_key,
-            "topic": room.topic,
-            "start_at": room.start_at,
-            "end_at": room.end_at,
-            "duration_minutes": room.duration_minutes,
-            "media_region": room.media_region,
-            "scheduled_by": room.scheduled_by,
             "phase": room.phase.value,
             "due_key": due_key(room),
             "revision": room.revision,
-            "created_at": room.created_at,
-            "updated_at": room.updated_at,
-            "correlation_id": room.correlation_id,
-            "cancelled_by": room.cancelled_by,
-            "ended_at": room.ended_at,
             "expires_at": room.expires_at(retention_seconds),
+            "room": json.dumps(
+                {k: v for k, v in document.items() if v is not None}, separators=(",", ":")
+            ),
         }
     )
 
 
 def room_from_item(item: dict[str, Any]) -> Room:
     v = from_item(item)
+    doc = json.loads(v["room"])
     return Room(
         room_id=v["room_id"],
-        title=v["title"],
-        topic=v.get("topic", ""),
-        start_at=v["start_at"],
-        duration_minutes=v["duration_minutes"],
-        media_region=v["media_region"],
-        scheduled_by=v["scheduled_by"],
+        title=doc["title"],
+        topic=doc.get("topic", ""),
+        start_at=doc["start_at"],
+        duration_minutes=doc["duration_minutes"],
+        media_region=doc["media_region"],
+        scheduled_by=doc["scheduled_by"],
         phase=Phase(v["phase"]),
         revision=v["revision"],
-        created_at=v["created_at"],
-        updated_at=v["updated_at"],
-        correlation_id=v.get("correlation_id"),
-        cancelled_by=v.get("cancelled_by"),
-        ended_at=v.get("ended_at"),
+        created_at=doc["created_at"],
+        updated_at=doc["updated_at"],
+        correlation_id=doc.get("correlation_id"),
+        cancelled_by=doc.get("cancelled_by"),
+        ended_at=doc.get("ended_at"),
     )
 
 

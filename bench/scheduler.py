@@ -1,0 +1,242 @@
+"""The scheduler's activation loop: lag at a burst, and reads per tick at scale.
+
+1. 1,000 rooms that start in the same second, one scheduler replica over real
+   RabbitMQ and moto server: the lag from `start_at` to the RoomActivated a
+   consumer receives, p50/p99 (target p99 <= 2 s).
+2. The items a tick reads (DynamoDB's ScannedCount of the due-room queries) as
+   the schedule grows from 1,000 to 20,000 future rooms, with DUE_PER_LEVEL rooms
+   due at each level (target: flat, = the due rooms). Also the tick's wall
+   time, which on moto grows with the table, since moto evaluates a Query by
+   walking every item: that is the stand-in's cost, not DynamoDB's.
+
+Rooms are seeded straight into the table with BatchWriteItem (as the API
+would write them, without their RoomScheduled events) to keep the run short.
+Needs RabbitMQ (AMQP_URL, default the local broker); starts its own moto.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator, Sequence
+
+import httpx
+
+from bench.report import Report
+from services.scheduler.adapters.dynamo import room_item
+from services.scheduler.bootstrap import Scheduler, build
+from services.scheduler.domain import Phase, Room
+from services.scheduler.settings import SchedulerSettings
+from shared.aws import AwsClients
+from shared.bus import MemoryBroker, Subscription, create_bus
+from shared.bus.amqp import AmqpBus
+from shared.events import Envelope
+from shared.runtime import run_components
+from shared.topology import QUEUES
+
+BENCH = "scheduler"
+BURST = 1000
+LEVELS = (1_000, 5_000, 10_000, 20_000)
+DUE_PER_LEVEL = 20
+RETENTION = 86400
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def _moto() -> Iterator[str]:
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "emulators.aws", "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"{url}/moto-api/", timeout=1)
+                break
+            except httpx.TransportError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("moto server did not start") from None
+                time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def _settings(amqp_url: str, moto_url: str) -> SchedulerSettings:
+    prefix = f"bench{uuid.uuid4().hex[:8]}"
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
+    return SchedulerSettings(
+        amqp_url=amqp_url,
+        aws_endpoint_url=moto_url,
+        exchange=f"{prefix}.events",
+        dead_letter_exchange=f"{prefix}.dlx",
+        queue_prefix=f"{prefix}.",
+        table_prefix=prefix,
+        retry_delays_seconds=(0.5,),
+        log_level="WARNING",
+        log_format="console",
+    )
+
+
+def _room(start_at: int, duration_minutes: int = 60) -> Room:
+    return Room(
+        room_id=uuid.uuid4().hex,
+        title=f"bench {uuid.uuid4().hex[:12]}",
+        topic="bench",
+        start_at=start_at,
+        duration_minutes=duration_minutes,
+        media_region="eu-central-1",
+        scheduled_by="bench",
+        phase=Phase.SCHEDULED,
+        revision=1,
+        created_at=int(time.time()),
+        updated_at=int(time.time()),
+    )
+
+
+async def _seed(aws: AwsClients, table: str, rooms: Sequence[Room]) -> None:
+    async def write(chunk: Sequence[Room]) -> None:
+        requests = [{"PutRequest": {"Item": room_item(r, RETENTION)}} for r in chunk]
+        while requests:
+            response = await aws.dynamodb.batch_write_item(RequestItems={table: requests})  # type: ignore[dict-item]
+            requests = response.get("UnprocessedItems", {}).get(table, [])  # type: ignore[assignment]
+
+    chunks = [rooms[i : i + 25] for i in range(0, len(rooms), 25)]
+    gate = asyncio.Semaphore(8)
+
+    async def gated(chunk: Sequence[Room]) -> None:
+        async with gate:
+            await write(chunk)
+
+    await asyncio.gather(*(gated(c) for c in chunks))
+
+
+@contextlib.asynccontextmanager
+async def _scheduler(
+    settings: SchedulerSettings, broker: MemoryBroker | None = None
+) -> AsyncIterator[tuple[AwsClients, Scheduler, object]]:
+    async with AwsClients(settings, services=("dynamodb",)) as aws:
+        bus = create_bus(settings, "scheduler", memory_broker=broker)
+        component = await build(settings, aws, bus)
+        yield aws, component.state, component
+
+
+async def activation_lag(report: Report, amqp_url: str, moto_url: str) -> None:
+    settings = _settings(amqp_url, moto_url)
+    arrivals: dict[str, float] = {}
+    done = asyncio.Event()
+
+    async def on_activated(envelope: Envelope) -> None:
+        arrivals[envelope.data.room_id] = time.time()  # type: ignore[attr-defined]
+        if len(arrivals) >= BURST:
+            done.set()
+
+    probe = create_bus(settings, "bench-probe")
+    probe.subscribe(Subscription("bench.activated", ("room.activated",), on_activated))
+    async with _scheduler(settings) as (aws, scheduler, component):
+        await probe.start()
+        try:
+            async with run_components([component]):  # type: ignore[list-item]
+                start_at = int(time.time()) + 4
+                rooms = [_room(start_at) for _ in range(BURST)]
+                began = time.monotonic()
+                await _seed(aws, scheduler.store.rooms_table, rooms)
+                seeded = time.monotonic() - began
+                if time.time() >= start_at:
+                    raise RuntimeError(f"seeding took {seeded:.1f} s, past the start")
+                await asyncio.wait_for(done.wait(), 60)
+        finally:
+            await probe.stop_consuming(2)
+            if isinstance(probe, AmqpBus):
+                levels = range(1, len(settings.retry_delays_seconds) + 1)
+                probe.declared_queues.extend(
+                    f"{settings.queue_prefix}{name}{suffix}"
+                    for name in QUEUES
+                    for suffix in ("", ".dlq", *(f".retry.{n}" for n in levels))
+                )
+                with contextlib.suppress(Exception):
+                    await probe.delete_topology(exchanges=True)
+            await probe.close()
+    lags = [arrivals[r.room_id] - start_at for r in rooms]
+    extra = {"rooms": BURST, "tick_s": settings.scheduler_tick_seconds, "target_p99_ms": 2000}
+    report.latency(BENCH, "activation_lag", lags, **extra)
+    report.emit(BENCH, "activation_lag_max", round(max(lags) * 1000, 1), "ms", rooms=BURST)
+
+
+async def reads_per_tick(report: Report, moto_url: str) -> None:
+    # The bus is in memory here: this figure is about DynamoDB reads.
+    settings = _settings("memory://", moto_url)
+    broker = MemoryBroker()
+    async with _scheduler(settings, broker) as (aws, scheduler, _):
+        bus = create_bus(settings, "declare", memory_broker=broker)
+        await bus.declare(QUEUES)
+        table = scheduler.store.rooms_table
+        future = int(time.time()) + 30 * 86400
+        seeded = 0
+        for level in LEVELS:
+            await _seed(aws, table, [_room(future + i) for i in range(level - seeded)])
+            seeded = level
+            await _seed(aws, table, [_room(int(time.time()) - 1) for _ in range(DUE_PER_LEVEL)])
+            began = time.perf_counter()
+            stats = await scheduler.activator.tick()
+            elapsed = time.perf_counter() - began
+            if stats.activated != DUE_PER_LEVEL:
+                raise RuntimeError(f"expected {DUE_PER_LEVEL} activations, got {stats.activated}")
+            report.emit(
+                BENCH,
+                "items_read_per_tick",
+                stats.items_read,
+                "items",
+                future_rooms=level,
+                due_rooms=DUE_PER_LEVEL,
+                target="flat",
+            )
+            idle = time.perf_counter()
+            quiet = await scheduler.activator.tick()
+            report.emit(
+                BENCH,
+                "idle_tick_items_read",
+                quiet.items_read,
+                "items",
+                future_rooms=level,
+            )
+            report.emit(
+                BENCH,
+                "tick_ms_on_moto",
+                round(elapsed * 1000, 1),
+                "ms",
+                future_rooms=level,
+                idle_tick_ms=round((time.perf_counter() - idle) * 1000, 1),
+                note="moto walks the whole table per Query",
+            )
+
+
+async def run(report: Report) -> None:
+    amqp_url = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+    with _moto() as moto_url:
+        await activation_lag(report, amqp_url, moto_url)
+        await reads_per_tick(report, moto_url)
+
+
+if __name__ == "__main__":
+    from bench.report import Report as _Report
+
+    asyncio.run(run(_Report(sys.stdout)))
