@@ -3,21 +3,24 @@
 Start-up: bind every port (one clear error if one is taken), start the embedded
 stand-ins that are not configured (moto for DynamoDB and S3 unless
 `BELFRY_AWS_ENDPOINT_URL` is set, the Chime SDK emulator unless
-`BELFRY_CHIME_ENDPOINT_URL` is set), build the four services on one event bus
-(in-process unless `AMQP_URL` is set; their `build` creates tables, bucket and
-AppInstance), then serve them all behind one gateway port with one OpenAPI
-document, and print where everything is.
+`BELFRY_CHIME_ENDPOINT_URL` is set; `BELFRY_PLATFORM_EMBED_AWS=false` /
+`BELFRY_PLATFORM_EMBED_CHIME=false` make "unset" mean real AWS), build the four
+services on one event bus (in-process unless `AMQP_URL` is set; their `build`
+creates tables, bucket and AppInstance), then serve them all behind one gateway
+port with one OpenAPI document, and print where everything is.
 
 Shutdown on SIGINT (Ctrl-C) or SIGTERM, exit code 0: the gateway stops accepting
 and closes its connections, the services stop consuming, finish in-flight
 handlers, flush their outboxes and close, and then the embedded stand-ins stop.
-A second signal cancels whatever is still waiting (exit code 1).
+A second signal ends the process at once (exit code 1): safe, because what was
+not published yet is in the outbox and what was not acknowledged is redelivered.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import socket
 import sys
@@ -51,7 +54,7 @@ log = get_logger("belfry.platform")
 
 
 class Stopper:
-    """SIGINT/SIGTERM: the first asks for a graceful stop, the second cancels."""
+    """SIGINT/SIGTERM: the first asks for a graceful stop, the second forces one."""
 
     def __init__(self, on_force: Callable[[], object]) -> None:
         self.requested = asyncio.Event()
@@ -79,9 +82,7 @@ class Stopper:
 
 
 async def run(settings: PlatformSettings, *, strict: bool) -> int:
-    main_task = asyncio.current_task()
-    assert main_task is not None
-    stopper = Stopper(main_task.cancel)
+    stopper = Stopper(_exit_now)
     stopper.install()
     try:
         async with contextlib.AsyncExitStack() as stack:
@@ -89,7 +90,7 @@ async def run(settings: PlatformSettings, *, strict: bool) -> int:
             gateway_sock = bind_socket(settings.host, settings.port, "the gateway", "BELFRY_PORT")
             stack.callback(gateway_sock.close)
             aws_sock = chime_sock = None
-            if settings.aws_endpoint_url is None:
+            if settings.embeds_aws:
                 aws_sock = bind_socket(
                     settings.host,
                     settings.platform_local_aws_port,
@@ -97,7 +98,7 @@ async def run(settings: PlatformSettings, *, strict: bool) -> int:
                     "BELFRY_PLATFORM_LOCAL_AWS_PORT (or set BELFRY_AWS_ENDPOINT_URL)",
                 )
                 stack.callback(aws_sock.close)
-            if settings.chime_endpoint_url is None:
+            if settings.embeds_chime:
                 chime_sock = bind_socket(
                     settings.host,
                     settings.platform_local_chime_port,
@@ -186,6 +187,13 @@ async def _serve_gateway(
     log.info("platform.ready", url=endpoints.gateway, aws=endpoints.aws, chime=endpoints.chime)
 
 
+def _exit_now() -> None:
+    print("stopped by a second signal before the shutdown finished", file=sys.stderr)
+    sys.stderr.flush()
+    sys.stdout.flush()
+    os._exit(1)
+
+
 def main() -> int:
     settings = PlatformSettings()
     configure_logging(settings.log_level, settings.log_format)
@@ -197,9 +205,6 @@ def main() -> int:
     except ServiceMissing as exc:
         print(f"error: {exc} (CI=true runs need every service)", file=sys.stderr)
         return 2
-    except asyncio.CancelledError:
-        print("stopped by a second signal before the shutdown finished", file=sys.stderr)
-        return 1
     except Exception as exc:
         hint = _hint(exc, settings)
         if hint:  # a known cause: the hint says more than a traceback would

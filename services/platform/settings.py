@@ -26,6 +26,20 @@ class PlatformSettings(BelfrySettings):
             "unset; 0 picks a free one."
         ),
     )
+    platform_embed_aws: bool = Field(
+        True,
+        description=(
+            "Run moto in the process when BELFRY_AWS_ENDPOINT_URL is unset; false: unset "
+            "means real DynamoDB and S3."
+        ),
+    )
+    platform_embed_chime: bool = Field(
+        True,
+        description=(
+            "Run the Chime SDK emulator in the process when BELFRY_CHIME_ENDPOINT_URL is "
+            "unset; false: unset means the real Chime SDK."
+        ),
+    )
     platform_shutdown_seconds: float = Field(
         20.0,
         gt=0,
@@ -34,3 +48,13 @@ class PlatformSettings(BelfrySettings):
             "they are cancelled; the services then drain and flush their outboxes."
         ),
     )
+
+    @property
+    def embeds_aws(self) -> bool:
+        """Whether `make run` starts moto: no endpoint configured and embedding allowed."""
+        return self.aws_endpoint_url is None and self.platform_embed_aws
+
+    @property
+    def embeds_chime(self) -> bool:
+        """Whether `make run` starts the Chime SDK emulator."""
+        return self.chime_endpoint_url is None and self.platform_embed_chime

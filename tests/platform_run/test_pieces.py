@@ -3,12 +3,16 @@ services it loads, busy ports, and a demo with nothing to talk to."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
 import socket
 import subprocess
 import sys
 
 import pytest
 
+from services.platform.__main__ import Stopper
 from services.platform.banner import Endpoints, redact, render_banner
 from services.platform.composition import ServiceMissing, load_definitions, service_settings
 from services.platform.demo import main as demo_main
@@ -17,7 +21,7 @@ from services.platform.settings import PlatformSettings
 from shared.service import ServiceDefinition
 from shared.settings import BelfrySettings
 from tests.platform_run.conftest import ROOT, platform_env
-from tests.support import free_port
+from tests.support import free_port, wait_until
 
 ENDPOINTS = Endpoints(
     gateway="http://127.0.0.1:8080",
@@ -127,3 +131,32 @@ def test_the_demo_fails_clearly_without_a_platform(capsys: pytest.CaptureFixture
     assert "[ 1/21]" in captured.out
     assert "FAILED at [1/21] the platform is ready" in captured.err
     assert "make run" in captured.err
+
+
+async def test_the_first_signal_asks_for_a_stop_and_the_second_forces_it() -> None:
+    forced: list[bool] = []
+    stopper = Stopper(lambda: forced.append(True))
+    stopper.install()
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+        await asyncio.wait_for(stopper.requested.wait(), 5)
+        assert stopper.signal_name == "SIGTERM"
+        assert forced == []
+        os.kill(os.getpid(), signal.SIGINT)
+        await wait_until(lambda: forced == [True], timeout=5, message="the forced stop")
+    finally:
+        stopper.uninstall()
+
+
+def test_an_unset_endpoint_means_embedded_unless_embedding_is_off() -> None:
+    assert PlatformSettings().embeds_aws
+    assert PlatformSettings().embeds_chime
+    configured = PlatformSettings(
+        aws_endpoint_url="http://moto:5000", chime_endpoint_url="http://chime:9911"
+    )
+    assert not configured.embeds_aws
+    assert not configured.embeds_chime
+    real = PlatformSettings(platform_embed_aws=False, platform_embed_chime=False)
+    assert not real.embeds_aws
+    assert not real.embeds_chime
+    assert real.aws_endpoint_url is None
