@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.dynamo import ConditionFailed, TransactItem
-from shared.errors import Conflict, Forbidden, NotFound, Unprocessable
+from shared.dynamo import ConditionFailed, TransactItem, transact
+from shared.errors import BelfryError, Conflict, Forbidden, NotFound, Unprocessable
 from shared.events import (
     AttachmentRef,
     ChannelJoined,
@@ -52,6 +52,13 @@ from .domain import (
     ensure_readable,
     excerpt,
     request_token,
+)
+from .metrics import (
+    ATTACHMENT_BYTES,
+    MENTIONS,
+    MESSAGES_POSTED,
+    MESSAGES_WITHDRAWN,
+    POSTS_REFUSED,
 )
 from .settings import ChatSettings
 
@@ -291,24 +298,14 @@ class ChatService:
         mentions: Sequence[str],
         attachment_ids: Sequence[str],
     ) -> dict[str, Any]:
-        s = self.settings
-        # 1. everything that can refuse the request, before any Chime or S3 write
-        channel, is_member = await self._readable(caller, channel_id)
-        must_join = ensure_may_post(channel, caller, is_member=is_member)
-        content = check_content(content, s.chat_max_content_bytes)
-        wanted, attachment_ids = check_counts(
-            list(mentions),
-            list(attachment_ids),
-            max_mentions=s.chat_max_mentions,
-            max_attachments=s.chat_max_attachments,
-        )
-        people = await self.tables.people(wanted) if wanted else {}
-        mentioned = check_mentions(channel, caller, {u: people.get(u) for u in wanted})
-        found = await self.tables.attachments_by_id(attachment_ids) if attachment_ids else {}
-        found = {k: await self._confirm_upload(v) for k, v in found.items()}
-        attachments = check_attachments(attachment_ids, found, caller.user_id)
+        try:
+            checked = await self._check_post(caller, channel_id, content, mentions, attachment_ids)
+        except BelfryError as exc:
+            POSTS_REFUSED.labels(exc.error_code).inc()
+            raise
+        channel, must_join, people, mentioned, attachments = checked
 
-        # 2. Chime: the sender's user and membership, the mentioned users' users
+        # Chime: the sender's user and membership, the mentioned users' users
         #    (the notifier adds them lazily), then the message itself
         sender_arn = await self._person_arn(caller.user_id, caller.role or MANAGER)
         if must_join:
@@ -324,7 +321,7 @@ class ChatService:
             channel.channel_arn, sender_arn, content, metadata, request_token("msg", message_id)
         )
 
-        # 3. the index row, the attachments' channel and the events, atomically
+        # the index row, the attachments' channel and the events, atomically
         row = {
             "channel_id": channel_id,
             "message_id": message_id,
@@ -373,8 +370,11 @@ class ChatService:
             )
         items = [self.tables.put_message(row)]
         items += [self.tables.attach(a, channel_id, message_id) for a in attachments]
+        outbox = self.store.outbox
+        assert outbox is not None, "chat's store has an outbox"
+        rows = [outbox.row(e) for e in events]
         try:
-            await self.store.commit(items, events=events)
+            await transact(self.store.client, [*items, *(r.item(outbox.table) for r in rows)])
         except ConditionFailed:
             await self._withdraw(channel, chime_message_id)
             raise Conflict(
@@ -383,6 +383,12 @@ class ChatService:
         except Exception:
             await self._withdraw(channel, chime_message_id)
             raise
+        try:
+            await outbox.dispatch(rows)
+        except Exception as exc:  # committed: the outbox relay publishes what is left
+            log.warning("chat.dispatch_deferred", message_id=message_id, error=repr(exc))
+        MESSAGES_POSTED.labels(kind).inc()
+        MENTIONS.inc(len(mentioned))
         log.info(
             "chat.message_posted",
             channel_id=channel_id,
@@ -392,9 +398,38 @@ class ChatService:
         )
         return message_view(row)
 
+    async def _check_post(
+        self,
+        caller: Caller,
+        channel_id: str,
+        content: str,
+        mentions: Sequence[str],
+        attachment_ids: Sequence[str],
+    ) -> tuple[Channel, bool, dict[str, Person], list[str], list[Attachment]]:
+        """Everything that can refuse a post, before any Chime or S3 write."""
+        s = self.settings
+        channel, is_member = await self._readable(caller, channel_id)
+        must_join = ensure_may_post(channel, caller, is_member=is_member)
+        check_content(content, s.chat_max_content_bytes)
+        wanted, wanted_attachments = check_counts(
+            list(mentions),
+            list(attachment_ids),
+            max_mentions=s.chat_max_mentions,
+            max_attachments=s.chat_max_attachments,
+        )
+        people = await self.tables.people(wanted) if wanted else {}
+        mentioned = check_mentions(channel, caller, {u: people.get(u) for u in wanted})
+        found = (
+            await self.tables.attachments_by_id(wanted_attachments) if wanted_attachments else {}
+        )
+        found = {k: await self._confirm_upload(v) for k, v in found.items()}
+        attachments = check_attachments(wanted_attachments, found, caller.user_id)
+        return channel, must_join, people, mentioned, attachments
+
     async def _withdraw(self, channel: Channel, chime_message_id: str) -> None:
         """The index refused the message: take it back from Chime, so that no
         message exists without its row and its events."""
+        MESSAGES_WITHDRAWN.inc()
         try:
             await self.chime.delete_message(channel.channel_arn, chime_message_id)
         except Exception as exc:
@@ -442,6 +477,7 @@ class ChatService:
         except Exception:
             await self.bucket.delete(attachment.key)
             raise
+        ATTACHMENT_BYTES.labels("multipart").observe(size)
         log.info("chat.attachment_uploaded", attachment_id=attachment.attachment_id, size=size)
         return attachment.ref()
 
@@ -452,6 +488,7 @@ class ChatService:
         seconds = self.settings.chat_upload_url_seconds
         form = await self.bucket.upload_form(attachment.key, content_type, size, seconds)
         await self.tables.put_attachment(attachment, int(self.clock()))
+        ATTACHMENT_BYTES.labels("presigned_post").observe(size)
         return {**attachment.ref(), "upload": form, "expires_in": seconds}
 
     async def download_url(self, caller: Caller, attachment_id: str) -> str:

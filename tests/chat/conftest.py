@@ -115,6 +115,7 @@ async def world(amqp_url: str, moto_url: str, chime_url: str) -> AsyncIterator[C
         chat_app_instance_name=test_id,
         chat_attachments_bucket=f"{test_id}-attachments",
         chat_max_attachment_bytes=64 * 1024,
+        aws_max_attempts=2,
     )
     spy = create_bus(settings, "spy")
     events: list[Envelope] = []

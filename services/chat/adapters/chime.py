@@ -5,15 +5,18 @@ talks to Chime. Throttling and 5xx that outlived the client's retries become
 from __future__ import annotations
 
 import contextlib
+import re
+import time
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from shared.errors import ServiceUnavailable
 from shared.logging import get_logger
 
 from ..domain import chime_user_id, request_token
+from ..metrics import CHIME_SECONDS
 
 if TYPE_CHECKING:
     from types_aiobotocore_chime_sdk_identity import ChimeSDKIdentityClient
@@ -34,16 +37,36 @@ def error_code(exc: ClientError) -> str:
 
 
 @contextlib.asynccontextmanager
-async def _chime(operation: str) -> AsyncIterator[None]:
+async def _chime(operation: str, *, expected: tuple[str, ...] = ()) -> AsyncIterator[None]:
+    """Time the call; let the `expected` error codes through to the caller and
+    turn every other failure into a 503 (the JSON error shape, never a 500)."""
+    started = time.perf_counter()
     try:
         yield
     except ClientError as exc:
-        if error_code(exc) in _UNAVAILABLE:
-            log.warning("chime.unavailable", operation=operation, code=error_code(exc))
-            raise ServiceUnavailable(
-                "the chat service is busy, try again", code="chime_unavailable"
-            ) from exc
-        raise
+        code = error_code(exc)
+        if code in expected:
+            raise
+        if code in _UNAVAILABLE:
+            log.warning("chime.unavailable", operation=operation, code=code)
+        else:
+            log.error("chime.refused", operation=operation, code=code, error=str(exc)[:300])
+        raise ServiceUnavailable(
+            "the chat backend is unavailable, try again", code="chime_unavailable"
+        ) from exc
+    except BotoCoreError as exc:
+        log.warning("chime.unreachable", operation=operation, error=repr(exc))
+        raise ServiceUnavailable(
+            "the chat backend is unreachable, try again", code="chime_unavailable"
+        ) from exc
+    finally:
+        CHIME_SECONDS.labels(operation).observe(time.perf_counter() - started)
+
+
+def display_name(value: str, fallback: str, limit: int) -> str:
+    """Chime names allow printable characters only; ours are for people reading logs."""
+    cleaned = re.sub(r"[^\x20-\x7e]", "?", value).strip()[:limit]
+    return cleaned or fallback
 
 
 class ChimeChat:
@@ -109,11 +132,11 @@ class ChimeChat:
     async def _create_user(self, chime_id: str, name: str) -> str:
         arn = f"{self.app_instance_arn}/user/{chime_id}"
         try:
-            async with _chime("CreateAppInstanceUser"):
+            async with _chime("CreateAppInstanceUser", expected=("ConflictException",)):
                 await self._identity.create_app_instance_user(
                     AppInstanceArn=self.app_instance_arn,
                     AppInstanceUserId=chime_id,
-                    Name=(name.strip() or chime_id)[:100],
+                    Name=display_name(name, chime_id, 100),
                     ClientRequestToken=request_token("user", chime_id),
                 )
         except ClientError as exc:
@@ -129,10 +152,10 @@ class ChimeChat:
         channel made by a run that died before recording it) ends with the same
         channel and the wanted members."""
         try:
-            async with _chime("CreateChannel"):
+            async with _chime("CreateChannel", expected=("ConflictException",)):
                 created = await self._messaging.create_channel(
                     AppInstanceArn=self.app_instance_arn,
-                    Name=name,
+                    Name=display_name(name, channel_id, 256),
                     Mode="RESTRICTED",
                     Privacy="PRIVATE",
                     ChannelId=channel_id,
@@ -171,7 +194,7 @@ class ChimeChat:
         drifted), add them and send once more."""
         for attempt in (1, 2):
             try:
-                async with _chime("SendChannelMessage"):
+                async with _chime("SendChannelMessage", expected=("ForbiddenException",)):
                     sent = await self._messaging.send_channel_message(
                         ChannelArn=channel_arn,
                         Content=content,

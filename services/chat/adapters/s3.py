@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
+from shared.errors import ServiceUnavailable
 from shared.logging import get_logger
 
 if TYPE_CHECKING:
@@ -21,6 +24,18 @@ def disposition(name: str) -> str:
     """`attachment` so a browser never renders an upload inline (no stored XSS)."""
     ascii_name = _UNSAFE_NAME.sub("_", name)[:150] or "attachment"
     return f'attachment; filename="{ascii_name}"'
+
+
+@contextlib.asynccontextmanager
+async def _s3(operation: str) -> AsyncIterator[None]:
+    """S3 failing is a dependency failing: 503 with the JSON error shape."""
+    try:
+        yield
+    except (ClientError, BotoCoreError) as exc:
+        log.warning("s3.failed", operation=operation, error=repr(exc)[:300])
+        raise ServiceUnavailable(
+            "attachment storage is unavailable, try again", code="storage_unavailable"
+        ) from exc
 
 
 class AttachmentBucket:
@@ -50,9 +65,14 @@ class AttachmentBucket:
                 raise
 
     async def put(self, key: str, body: Any, content_type: str, size: int) -> None:
-        await self._s3.put_object(
-            Bucket=self.bucket, Key=key, Body=body, ContentType=content_type, ContentLength=size
-        )
+        async with _s3("PutObject"):
+            await self._s3.put_object(
+                Bucket=self.bucket,
+                Key=key,
+                Body=body,
+                ContentType=content_type,
+                ContentLength=size,
+            )
 
     async def size_of(self, key: str) -> int | None:
         try:
@@ -60,23 +80,27 @@ class AttachmentBucket:
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 return None
-            raise
+            raise ServiceUnavailable(
+                "attachment storage is unavailable, try again", code="storage_unavailable"
+            ) from exc
         return int(head.get("ContentLength", 0))
 
     async def delete(self, key: str) -> None:
-        await self._s3.delete_object(Bucket=self.bucket, Key=key)
+        async with _s3("DeleteObject"):
+            await self._s3.delete_object(Bucket=self.bucket, Key=key)
 
     async def download_url(self, key: str, name: str, content_type: str, seconds: int) -> str:
-        url: str = await self._s3.generate_presigned_url(
-            "get_object",
-            Params={
-                "Bucket": self.bucket,
-                "Key": key,
-                "ResponseContentDisposition": disposition(name),
-                "ResponseContentType": content_type,
-            },
-            ExpiresIn=seconds,
-        )
+        async with _s3("PresignGet"):
+            url: str = await self._s3.generate_presigned_url(
+                "get_object",
+                Params={
+                    "Bucket": self.bucket,
+                    "Key": key,
+                    "ResponseContentDisposition": disposition(name),
+                    "ResponseContentType": content_type,
+                },
+                ExpiresIn=seconds,
+            )
         return url
 
     async def upload_form(
@@ -84,14 +108,15 @@ class AttachmentBucket:
     ) -> dict[str, Any]:
         """A presigned POST whose policy pins the key, the type and the size:
         prefilled fields alone are not conditions."""
-        form: dict[str, Any] = await self._s3.generate_presigned_post(
-            Bucket=self.bucket,
-            Key=key,
-            Fields={"Content-Type": content_type},
-            Conditions=[
-                {"Content-Type": content_type},
-                ["content-length-range", size, size],
-            ],
-            ExpiresIn=seconds,
-        )
+        async with _s3("PresignPost"):
+            form: dict[str, Any] = await self._s3.generate_presigned_post(
+                Bucket=self.bucket,
+                Key=key,
+                Fields={"Content-Type": content_type},
+                Conditions=[
+                    {"Content-Type": content_type},
+                    ["content-length-range", size, size],
+                ],
+                ExpiresIn=seconds,
+            )
         return form
