@@ -374,7 +374,9 @@ async def play(
     base_url: str,
     chime_url: str | None,
     settings: PlatformSettings,
+    *,
     ready_timeout: float = 30.0,
+    lead_seconds: float = 3.0,
 ) -> None:
     run = uuid.uuid4().hex[:6]
     print(f"Belfry demo against {base_url} (run {run})", flush=True)
@@ -397,7 +399,7 @@ async def play(
                 ) from None
             services = sorted({name.split(".")[0] for name in status.get("checks", {})})
             step.done(", ".join(services))
-        await rooms_story(gw, timeline, chime_url, lead_seconds=3.0)
+        await rooms_story(gw, timeline, chime_url, lead_seconds=lead_seconds)
         await chat_story(gw, timeline, base_url)
 
 
@@ -413,6 +415,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--ready-timeout", type=float, default=30.0, help="how long to wait for /readyz"
     )
+    parser.add_argument(
+        "--lead-seconds", type=float, default=3.0, help="how far ahead the room is scheduled"
+    )
     args = parser.parse_args(argv)
     if settings.auth_mode != "local":
         print(
@@ -425,7 +430,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     async def go() -> None:
         usable = chime_url if chime_url and await on_emulator(chime_url) else None
-        await play(timeline, args.url.rstrip("/"), usable, settings, args.ready_timeout)
+        await play(
+            timeline,
+            args.url.rstrip("/"),
+            usable,
+            settings,
+            ready_timeout=args.ready_timeout,
+            lead_seconds=args.lead_seconds,
+        )
 
     try:
         asyncio.run(go())

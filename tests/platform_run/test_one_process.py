@@ -129,6 +129,8 @@ async def test_the_demo_plays_both_stories(platform: RunningPlatform) -> None:
         "services.platform.demo",
         "--url",
         platform.url,
+        "--lead-seconds",
+        "2",
         cwd=ROOT,
         env=platform.env,
         stdout=subprocess.PIPE,
