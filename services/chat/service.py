@@ -8,6 +8,7 @@ DynamoDB transaction (`Store.commit`).
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -64,6 +65,7 @@ from .settings import ChatSettings
 
 log = get_logger("belfry.chat")
 PRODUCER = "chat"
+ROLE_CACHE_SIZE = 50_000
 
 
 def _event(data: EventData) -> Envelope:
@@ -141,6 +143,9 @@ class ChatService:
             known = await self.tables.person(user_id)
             if known is None or known.role != role:
                 await self.tables.save_person(Person(user_id, role))
+            if len(self._roles) >= ROLE_CACHE_SIZE:  # bounded: forget the oldest half
+                for stale in list(self._roles)[: ROLE_CACHE_SIZE // 2]:
+                    del self._roles[stale]
             self._roles[user_id] = role
         return Caller(user_id, role)
 
@@ -252,8 +257,10 @@ class ChatService:
         }
 
     async def _readable(self, caller: Caller, channel_id: str) -> tuple[Channel, bool]:
-        channel = await self.tables.channel(channel_id)
-        is_member = channel is not None and await self.tables.is_member(channel_id, caller.user_id)
+        channel, is_member = await asyncio.gather(
+            self.tables.channel(channel_id), self.tables.is_member(channel_id, caller.user_id)
+        )
+        is_member = is_member and channel is not None
         return ensure_readable(channel, caller, is_member=is_member), is_member
 
     async def join(self, caller: Caller, channel_id: str) -> bool:
