@@ -111,6 +111,17 @@ class Feed:
         self._ws = await connect(url, open_timeout=10)
         await self._ws.send(json.dumps({"type": "auth", "token": token}))
         self._reader = asyncio.create_task(self._read())
+        # The notifier answers the auth frame (`session.ready`): from then on the
+        # session is registered and nothing published later is missed.
+        reader = self._reader
+
+        async def answered() -> bool | None:
+            if reader.done():
+                error = reader.exception()
+                raise DemoFailed(f"{self.who}'s WebSocket closed: {error or 'by the server'}")
+            return True if self.frames else None
+
+        await eventually(answered, timeout=10, what=f"the answer to {self.who}'s auth frame")
 
     async def _read(self) -> None:
         assert self._ws is not None
