@@ -245,12 +245,13 @@ async def _raw_figures(report: Report, stack: Stack) -> dict[int, float]:
                 }
             )
 
-        elapsed, latencies = await _drive(RAW_CALLS, batch_get)
-        extra = {"concurrency": CONCURRENCY}
-        report.emit(
-            BENCH, "raw_moto_batch_get_throughput", round(RAW_CALLS / elapsed, 1), "req/s", **extra
-        )
-        report.latency(BENCH, "raw_moto_batch_get_latency", latencies, **extra)
+        for concurrency, calls in ((CONCURRENCY, RAW_CALLS), (1, SEQUENTIAL)):
+            elapsed, latencies = await _drive(calls, batch_get, concurrency)
+            extra = {"concurrency": concurrency}
+            report.emit(
+                BENCH, "raw_moto_batch_get_throughput", round(calls / elapsed, 1), "req/s", **extra
+            )
+            report.latency(BENCH, "raw_moto_batch_get_latency", latencies, **extra)
     return p99
 
 

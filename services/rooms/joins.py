@@ -36,6 +36,7 @@ from services.rooms.domain import (
 )
 from services.rooms.ports import Attendee, AttendeeRefused, Meeting, MeetingGateway, MeetingGone
 from shared.dynamo import ConditionFailed
+from shared.errors import BelfryError
 from shared.events import AttendeeJoined, AttendeeLeft, Envelope, EventData, MeetingStarted
 from shared.logging import get_logger
 from shared.store import Store
@@ -43,7 +44,9 @@ from shared.store import Store
 log = get_logger("belfry.rooms")
 
 PRODUCER = "rooms"
-JOINS = Counter("belfry_rooms_joins_total", "Joins by outcome.", ["outcome"])
+JOINS = Counter(
+    "belfry_rooms_joins_total", "Joins by outcome (`ok` or the error code).", ["outcome"]
+)
 MEETINGS_CREATED = Counter(
     "belfry_rooms_meetings_created_total", "Chime meetings created, by reason.", ["reason"]
 )
@@ -86,8 +89,11 @@ class Joins:
         """`{"Meeting": …, "Attendee": …}` as Chime returns them."""
         try:
             result = await self._join(room_id, user_id)
-        except Exception as exc:
-            JOINS.labels(type(exc).__name__).inc()
+        except BelfryError as exc:
+            JOINS.labels(exc.error_code).inc()
+            raise
+        except Exception:
+            JOINS.labels("error").inc()
             raise
         JOINS.labels("ok").inc()
         return result
@@ -136,9 +142,10 @@ class Joins:
         deadline = started + self.policy.meeting_wait_seconds
         owner = uuid.uuid4().hex
         delay = 0.02
+        waited = False
         while True:
             if room.meeting is not None and room.meeting_id != stale:
-                if time.monotonic() - started > 0.001:
+                if waited:
                     MEETING_WAIT_SECONDS.observe(time.monotonic() - started)
                 return room
             now = self.clock()
@@ -159,6 +166,7 @@ class Joins:
                     code="meeting_starting",
                 )
             await asyncio.sleep(delay * (0.5 + random.random()))
+            waited = True
             delay = min(delay * 2, 0.25)
             fresh = await self.tables.room(room.room_id)
             if fresh is None:
