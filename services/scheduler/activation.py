@@ -113,8 +113,17 @@ class Activator:
         size = self.rooms_per_transaction
         chunks = [changes[i : i + size] for i in range(0, len(changes), size)]
         gate = asyncio.Semaphore(self.concurrent_transactions)
-        results = await asyncio.gather(*(self._claim(chunk, now, gate, stats) for chunk in chunks))
-        return [change for claimed in results for change in claimed]
+        results = await asyncio.gather(
+            *(self._claim(chunk, now, gate, stats) for chunk in chunks), return_exceptions=True
+        )
+        claimed = [c for result in results if not isinstance(result, BaseException) for c in result]
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:
+            # what the other transactions claimed is committed and announced;
+            # the failed ones are still due and go again on the next tick
+            log.warning("activation.claims_failed", failed=len(failed), claimed=len(claimed))
+            raise failed[0]
+        return claimed
 
     async def _claim(
         self, chunk: Sequence[Change], now: float, gate: asyncio.Semaphore, stats: TickStats

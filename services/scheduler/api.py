@@ -35,6 +35,25 @@ from .schedule import Schedule
 
 SERVICE = "scheduler"
 
+
+class ErrorBody(BaseModel):
+    """DESIGN.md's error shape: `{"error": {"code": ..., "message": ...}}`."""
+
+    error: dict[str, Any]
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    meaning = {
+        400: "invalid_json, invalid_cursor",
+        401: "unauthorized: no or a bad bearer token",
+        403: "forbidden: not an admin",
+        404: "room_not_found",
+        409: "title_taken, room_started, room_cancelled, room_ended, concurrent_change",
+        422: "validation_error, start_in_past, start_too_far",
+    }
+    return {s: {"model": ErrorBody, "description": meaning[s]} for s in (401, 403, *statuses)}
+
+
 router = APIRouter(prefix="/schedule", tags=["schedule"])
 
 Admin = Annotated[Principal, Depends(require_groups(ADMIN))]
@@ -205,12 +224,12 @@ ScheduleDep = Annotated[Schedule, Depends(_schedule)]
 RoomId = Annotated[str, Path(min_length=1, max_length=64)]
 
 
-@router.post("", status_code=201, summary="Schedule a room")
+@router.post("", status_code=201, summary="Schedule a room", responses=_errors(400, 409, 422))
 async def schedule_room(body: ScheduleRoom, admin: Admin, schedule: ScheduleDep) -> RoomOut:
     return RoomOut.of(await schedule.schedule(body.draft(), by=admin.user_id))
 
 
-@router.get("", summary="Rooms by status, a page at a time")
+@router.get("", summary="Rooms by status, a page at a time", responses=_errors(400, 422))
 async def list_rooms(
     *,
     admin: Admin,
@@ -226,18 +245,26 @@ async def list_rooms(
     return RoomPage(items=[RoomOut.of(r) for r in page.rooms], next_cursor=page.cursor)
 
 
-@router.get("/{room_id}", summary="One room")
+@router.get("/{room_id}", summary="One room", responses=_errors(404, 422))
 async def get_room(room_id: RoomId, admin: Admin, schedule: ScheduleDep) -> RoomOut:
     return RoomOut.of(await schedule.get(room_id))
 
 
-@router.patch("/{room_id}", summary="Change a room before its start")
+@router.patch(
+    "/{room_id}",
+    summary="Change a room before its start",
+    responses=_errors(400, 404, 409, 422),
+)
 async def change_room(
     room_id: RoomId, body: ChangeRoom, admin: Admin, schedule: ScheduleDep
 ) -> RoomOut:
     return RoomOut.of(await schedule.change(room_id, body.changes()))
 
 
-@router.delete("/{room_id}", summary="Cancel a room (409 room_cancelled the second time)")
+@router.delete(
+    "/{room_id}",
+    summary="Cancel a room (409 room_cancelled the second time)",
+    responses=_errors(404, 409, 422),
+)
 async def cancel_room(room_id: RoomId, admin: Admin, schedule: ScheduleDep) -> RoomOut:
     return RoomOut.of(await schedule.cancel(room_id, by=admin.user_id))
