@@ -29,9 +29,7 @@ from shared.events import (
 from shared.logging import get_logger
 from shared.store import Store
 
-from .adapters.chime import ChimeChat
 from .adapters.dynamo import ChatTables
-from .adapters.s3 import AttachmentBucket
 from .domain import (
     CUSTOMER,
     MANAGER,
@@ -61,6 +59,7 @@ from .metrics import (
     MESSAGES_WITHDRAWN,
     POSTS_REFUSED,
 )
+from .ports import AttachmentStore, ChatChime
 from .settings import ChatSettings
 
 log = get_logger("belfry.chat")
@@ -126,8 +125,8 @@ class _Work:
 class ChatService:
     settings: ChatSettings
     tables: ChatTables
-    chime: ChimeChat
-    bucket: AttachmentBucket
+    chime: ChatChime
+    bucket: AttachmentStore
     store: Store
     clock: Callable[[], float] = time.time
     _roles: dict[str, Role] = field(default_factory=dict)  # who was recorded already
