@@ -124,9 +124,9 @@ Cursor = Annotated[str | None, Query(max_length=2048)]
     summary="Assign a manager to a customer (admin or manager)",
 )
 async def assign_manager(
-    customer_id: PathId, body: AssignManager, chat: Chat, _: StaffUser
+    customer_id: PathId, body: AssignManager, chat: Chat, _: StaffUser, me: Me
 ) -> dict[str, Any]:
-    return await chat.assign(customer_id, body.manager_id)
+    return await chat.assign(me, customer_id, body.manager_id)
 
 
 @router.get("/channels", response_model=ChannelPage, summary="Channels the caller may see")

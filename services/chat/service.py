@@ -161,7 +161,7 @@ class ChatService:
 
     # --- assignments -------------------------------------------------------------
 
-    async def assign(self, customer_id: str, manager_id: str) -> dict[str, Any]:
+    async def assign(self, caller: Caller, customer_id: str, manager_id: str) -> dict[str, Any]:
         if customer_id == manager_id:
             raise Unprocessable("a customer cannot be their own manager", code="invalid_assignment")
         people = await self.tables.people([customer_id, manager_id])
@@ -171,13 +171,13 @@ class ChatService:
             raise Unprocessable(f"{customer_id} is not a customer", code="not_a_customer")
         if manager.role != MANAGER:
             raise Unprocessable(f"{manager_id} is not a manager", code="not_a_manager")
+        customer_arn = await self._arn(customer)
+        manager_arn = await self._arn(manager)
         work = _Work(self, int(self.clock()))
         customer_channel, previous = await self._customer_channel(
-            work, customer_id, await self._arn(customer), manager_id, await self._arn(manager)
+            work, customer_id, customer_arn, manager_id, manager_arn
         )
-        managers_channel = await self._managers_channel(
-            work, customer_id, manager_id, await self._arn(manager)
-        )
+        managers_channel = await self._managers_channel(work, customer_id, manager_id, manager_arn)
         if work.items:
             try:
                 await self.store.commit(work.items, events=work.events)
@@ -188,12 +188,16 @@ class ChatService:
             log.info(
                 "chat.assigned", customer_id=customer_id, manager_id=manager_id, previous=previous
             )
+        in_customer, in_managers = await asyncio.gather(
+            self.tables.is_member(customer_channel.channel_id, caller.user_id),
+            self.tables.is_member(managers_channel.channel_id, caller.user_id),
+        )
         return {
             "customer_id": customer_id,
             "manager_id": manager_id,
             "previous_manager_id": previous if previous != manager_id else None,
-            "customer_channel": channel_view(customer_channel, is_member=False),
-            "managers_channel": channel_view(managers_channel, is_member=False),
+            "customer_channel": channel_view(customer_channel, is_member=in_customer),
+            "managers_channel": channel_view(managers_channel, is_member=in_managers),
         }
 
     async def _customer_channel(

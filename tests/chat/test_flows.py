@@ -288,3 +288,19 @@ async def test_a_presigned_post_upload_can_be_attached(world: ChatWorld) -> None
     )
     assert posted.status_code == 201, posted.text
     assert posted.json()["attachments"][0]["content_type"] == "image/png"
+
+
+async def test_a_manager_may_take_a_customer_and_is_then_a_member(world: ChatWorld) -> None:
+    c1, m1 = world.person("c"), world.person("m")
+    response = await world.http.put(
+        f"/chat/customers/{c1}/manager", json={"manager_id": m1}, headers=world.token(m1, "manager")
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["customer_channel"]["is_member"] is True
+    assert body["managers_channel"]["is_member"] is True
+    taken = await world.http.put(
+        f"/chat/customers/{m1}/manager", json={"manager_id": c1}, headers=world.token(m1, "manager")
+    )
+    assert taken.status_code == 422
+    assert taken.json()["error"]["code"] == "not_a_customer"
