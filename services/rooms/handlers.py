@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from services.rooms.adapters.dynamo import RoomTables
+from services.rooms.adapters.dynamo import RoomTables, retry_conflicts
 from services.rooms.domain import CANCELLED, ENDED, TERMINAL
 from services.rooms.ports import MeetingGateway
 from shared.bus import RejectEvent, Subscription
@@ -108,6 +108,8 @@ class RoomEvents:
         moved past this event: only the inbox record is written)."""
         once = (consumer, envelope.event_id)
         try:
-            return "applied" if await self.store.commit([item], once=once) else "duplicate"
+            applied = await retry_conflicts(lambda: self.store.commit([item], once=once))
         except ConditionFailed:
-            return "superseded" if await self.store.commit(once=once) else "duplicate"
+            recorded = await retry_conflicts(lambda: self.store.commit(once=once))
+            return "superseded" if recorded else "duplicate"
+        return "applied" if applied else "duplicate"

@@ -20,9 +20,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from botocore.exceptions import ClientError
 from prometheus_client import Counter, Histogram
 
-from services.rooms.adapters.dynamo import RoomTables
+from services.rooms.adapters.dynamo import RoomTables, is_transaction_conflict, retry_conflicts
 from services.rooms.domain import (
     AttendeeRecord,
     MeetingUnavailable,
@@ -35,7 +36,7 @@ from services.rooms.domain import (
     meeting_request_token,
 )
 from services.rooms.ports import Attendee, AttendeeRefused, Meeting, MeetingGateway, MeetingGone
-from shared.dynamo import ConditionFailed
+from shared.dynamo import ConditionFailed, TransactItem
 from shared.errors import BelfryError
 from shared.events import AttendeeJoined, AttendeeLeft, Envelope, EventData, MeetingStarted
 from shared.logging import get_logger
@@ -82,6 +83,16 @@ class Joins:
         self.chime = chime
         self.policy = policy
         self.clock = clock
+
+    async def _commit(self, items: list[TransactItem], events: list[Envelope]) -> None:
+        """State and its events in one transaction, retried while another
+        transaction holds the room row; then a 503, not a 500."""
+        try:
+            await retry_conflicts(lambda: self.store.commit(items, events=events))
+        except ClientError as exc:
+            if not is_transaction_conflict(exc):
+                raise
+            raise MeetingUnavailable("the room is busy, try again", code="room_busy") from exc
 
     # --- join ----------------------------------------------------------------
 
@@ -189,9 +200,9 @@ class Joins:
             room_id=room.room_id, meeting_id=meeting["MeetingId"], media_region=room.media_region
         )
         try:
-            await self.store.commit(
+            await self._commit(
                 [self.tables.meeting_created(room.room_id, owner, meeting, generation)],
-                events=[event(started)],
+                [event(started)],
             )
         except ConditionFailed:
             return await self._lost_lease(room, meeting)
@@ -264,9 +275,7 @@ class Joins:
         expires_at = room.end_at + self.policy.retention_seconds
         replaces = previous.attendee_id if previous is not None else None
         try:
-            await self.store.commit(
-                [self.tables.attendee_put(record, expires_at, replaces)], events=events
-            )
+            await self._commit([self.tables.attendee_put(record, expires_at, replaces)], events)
         except ConditionFailed:
             # A concurrent join of the same user recorded first; Chime gave both
             # the same attendee of this meeting, so the answer stands.
@@ -291,9 +300,8 @@ class Joins:
             user_id=user_id,
         )
         try:
-            await self.store.commit(
-                [self.tables.attendee_delete(room_id, user_id, record.attendee_id)],
-                events=[event(left)],
+            await self._commit(
+                [self.tables.attendee_delete(room_id, user_id, record.attendee_id)], [event(left)]
             )
         except ConditionFailed:
             log.info("attendee.concurrent_leave", room_id=room_id)

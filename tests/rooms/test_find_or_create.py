@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
-from services.rooms.adapters.dynamo import TABLES, RoomTables
+from services.rooms.adapters.dynamo import TABLES, RoomTables, is_transaction_conflict
 from services.rooms.domain import (
     MeetingUnavailable,
     RoomFull,
@@ -249,3 +250,41 @@ def test_chime_ids_fit_chime_s_constraints() -> None:
             assert 2 <= len(made) <= 64
             assert made.replace("-", "").isalnum()
     assert external_user_id("a") != external_user_id("b")
+
+
+def conflict() -> ClientError:
+    """What DynamoDB answers when another transaction holds an item."""
+    return ClientError(
+        {
+            "Error": {"Code": "TransactionCanceledException", "Message": "[TransactionConflict]"},
+            "CancellationReasons": [{"Code": "TransactionConflict"}, {"Code": "None"}],
+        },
+        "TransactWriteItems",
+    )
+
+
+async def test_transaction_conflicts_on_a_busy_room_are_retried_then_503(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = world.joins.store
+    real_commit = store.commit
+    conflicts = {"left": 2}
+
+    async def busy_commit(*args: Any, **kwargs: Any) -> bool:
+        if conflicts["left"]:
+            conflicts["left"] -= 1
+            raise conflict()
+        return await real_commit(*args, **kwargs)
+
+    monkeypatch.setattr(store, "commit", busy_commit)
+    room_id = await world.activate()
+    answer = await world.joins.join(room_id, "ada")  # two conflicts, then through
+    assert answer["Attendee"]["ExternalUserId"] == "ada"
+    assert conflicts["left"] == 0
+
+    conflicts["left"] = 1000
+    with pytest.raises(MeetingUnavailable) as raised:
+        await world.joins.join(room_id, "bob")
+    assert raised.value.error_code == "room_busy"
+    assert is_transaction_conflict(conflict())
+    assert not is_transaction_conflict(ValueError("x"))

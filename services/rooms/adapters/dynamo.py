@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+import random
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from botocore.exceptions import ClientError
 
@@ -31,6 +32,8 @@ from shared.dynamo import Index, TableSpec, TransactItem, from_item, to_item
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
 
+T = TypeVar("T")
+
 ROOMS_TABLE = TableSpec(
     "rooms",
     hash_key="room_id",
@@ -41,6 +44,34 @@ ATTENDEES_TABLE = TableSpec(
     "attendees", hash_key="room_id", range_key="user_id", ttl_attribute="expires_at"
 )
 TABLES = (ROOMS_TABLE, ATTENDEES_TABLE)
+
+
+def is_transaction_conflict(exc: BaseException) -> bool:
+    """DynamoDB refused a write because another transaction holds one of its
+    items (a busy room row): cancelled without any write, safe to try again."""
+    if not isinstance(exc, ClientError):
+        return False
+    error = exc.response.get("Error", {})
+    if error.get("Code") == "TransactionConflictException":
+        return True
+    if error.get("Code") != "TransactionCanceledException":
+        return False
+    reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
+    return "TransactionConflict" in reasons or "TransactionConflict" in error.get("Message", "")
+
+
+async def retry_conflicts(
+    write: Callable[[], Awaitable[T]], attempts: int = 4, base_delay: float = 0.02
+) -> T:
+    """Run `write`, again after a jittered pause while it hits transaction conflicts."""
+    for attempt in range(attempts):
+        try:
+            return await write()
+        except ClientError as exc:
+            if not is_transaction_conflict(exc) or attempt == attempts - 1:
+                raise
+        await asyncio.sleep(random.uniform(0, base_delay * 2**attempt))
+    raise AssertionError("unreachable")
 
 
 def list_key(end_at: int, room_id: str) -> str:
