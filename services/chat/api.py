@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import RedirectResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import UploadFile
+from starlette.types import Message
 
 from shared.auth import CurrentUser, StaffUser
 from shared.errors import BadRequest, PayloadTooLarge, Unprocessable
@@ -203,7 +204,8 @@ async def create_attachment(request: Request, chat: Chat, me: Me) -> dict[str, A
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit + MULTIPART_OVERHEAD:
         raise PayloadTooLarge(f"at most {limit} bytes per attachment", code="attachment_too_large")
-    async with request.form(max_files=1, max_fields=10) as form:
+    bounded = _bounded(request, limit + MULTIPART_OVERHEAD)
+    async with bounded.form(max_files=1, max_fields=10) as form:
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
             raise Unprocessable("a multipart `file` part is required", code="file_required")
@@ -217,6 +219,26 @@ async def create_attachment(request: Request, chat: Chat, me: Me) -> dict[str, A
             max(size, len(data)),
             data,
         )
+
+
+def _bounded(request: Request, limit: int) -> Request:
+    """The request, reading at most `limit` body bytes: a body without (or with a
+    false) Content-Length is cut off at the limit instead of spooled to disk."""
+    received = 0
+    receive = request.receive
+
+    async def bounded_receive() -> Message:
+        nonlocal received
+        message = await receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise PayloadTooLarge(
+                    "the upload is larger than an attachment may be", code="attachment_too_large"
+                )
+        return message
+
+    return Request(request.scope, bounded_receive)
 
 
 async def _presign_request(request: Request) -> PresignRequest:

@@ -249,6 +249,27 @@ async def test_bad_input_is_refused_and_leaves_nothing_behind(world: ChatWorld) 
         assert response.status_code == status, (code, response.text)
         assert _code(response) == code
 
+    # a chunked body (no Content-Length) is cut off at the limit, not spooled whole
+    boundary = "belfry-boundary"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+        'filename="stream.txt"\r\nContent-Type: text/plain\r\n\r\n'
+    ).encode()
+
+    async def chunks() -> Any:
+        yield head
+        for _ in range(40):
+            yield b"x" * 8192
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    streamed = await world.http.post(
+        "/chat/attachments",
+        content=chunks(),
+        headers={**as_c1, "content-type": f"multipart/form-data; boundary={boundary}"},
+    )
+    assert streamed.status_code == 413, streamed.text
+    assert _code(streamed) == "attachment_too_large"
+
     assert (await world.calls()).get("SendChannelMessage", 0) == sends
     assert await _objects(world) == objects
     history = await world.http.get(url, headers=as_c1)
