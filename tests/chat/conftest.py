@@ -116,6 +116,7 @@ async def world(amqp_url: str, moto_url: str, chime_url: str) -> AsyncIterator[C
         chat_attachments_bucket=f"{test_id}-attachments",
         chat_max_attachment_bytes=64 * 1024,
         aws_max_attempts=2,
+        chat_page_size=5,  # so that listings and history really page
     )
     spy = create_bus(settings, "spy")
     events: list[Envelope] = []

@@ -304,3 +304,35 @@ async def test_a_manager_may_take_a_customer_and_is_then_a_member(world: ChatWor
     )
     assert taken.status_code == 422
     assert taken.json()["error"]["code"] == "not_a_customer"
+
+
+async def test_history_pages_newest_first(world: ChatWorld) -> None:
+    c1, m1 = world.person("c"), world.person("m")
+    channel = (await world.assign(c1, m1))["customer_channel"]
+    customer = world.token(c1, "customer")
+    url = f"/chat/channels/{channel['channel_id']}/messages"
+    sent = []
+    for n in range(7):
+        posted = await world.http.post(url, json={"content": f"message {n}"}, headers=customer)
+        assert posted.status_code == 201, posted.text
+        sent.append(posted.json()["message_id"])
+    first = (await world.http.get(url, headers=customer)).json()
+    assert [m["message_id"] for m in first["messages"]] == sent[::-1][:5]
+    second = (
+        await world.http.get(url, params={"cursor": first["next_cursor"]}, headers=customer)
+    ).json()
+    assert [m["message_id"] for m in second["messages"]] == sent[::-1][5:]
+    assert (
+        second["next_cursor"] is None
+        or not (
+            await world.http.get(url, params={"cursor": second["next_cursor"]}, headers=customer)
+        ).json()["messages"]
+    )
+    other = (await world.assign(world.person("c"), m1))["customer_channel"]
+    foreign = await world.http.get(
+        f"/chat/channels/{other['channel_id']}/messages",
+        params={"cursor": first["next_cursor"]},
+        headers=world.token(m1, "manager"),
+    )
+    assert foreign.status_code == 400
+    assert foreign.json()["error"]["code"] == "invalid_cursor"
