@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from prometheus_client import Counter, Histogram
 
@@ -73,6 +74,7 @@ class Activator:
         self.concurrent_transactions = concurrent_transactions
         self.ticks = 0
         self.last: TickStats | None = None
+        self.last_ok = time.monotonic()
 
     async def tick(self) -> TickStats:
         stats = TickStats()
@@ -87,7 +89,11 @@ class Activator:
                 continue
             changes = []
             for room in due.rooms:
-                after = transition(room, now=now)
+                try:
+                    after = transition(room, now=now)
+                except ValueError as exc:  # a stale index entry; never block the rest
+                    log.warning("activation.skipped", room_id=room.room_id, error=str(exc))
+                    continue
                 changes.append(Change(room, after, [announce(after)]))
             claimed = await self._claim_all(changes, now, stats)
             for change in claimed:
@@ -104,6 +110,7 @@ class Activator:
             )
         self.ticks += 1
         self.last = stats
+        self.last_ok = time.monotonic()
         stats.more = more
         return stats
 
@@ -140,6 +147,12 @@ class Activator:
                     LOST_RACES.inc(len(exc.room_ids))
                     pending = [c for c in pending if c.after.room_id not in exc.room_ids]
         return []
+
+    async def check(self) -> tuple[bool, Any]:
+        """Readiness: the loop completed a tick recently (DynamoDB answers)."""
+        age = time.monotonic() - self.last_ok
+        ok = age <= max(15.0, 20 * self.tick_seconds)
+        return ok, {"last_tick_s_ago": round(age, 2), "ticks": self.ticks}
 
     async def run(self) -> None:
         """Tick forever (a `Component.loops` entry); a failed tick is logged and

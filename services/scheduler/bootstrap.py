@@ -81,7 +81,10 @@ async def build(
         bus=bus,
         state=state,
         loops=[activator.run, relay],
-        checks={"dynamodb": dynamodb_check(aws.dynamodb, tables["rooms"])},
+        checks={
+            "dynamodb": dynamodb_check(aws.dynamodb, tables["rooms"]),
+            "activation": activator.check,
+        },
         on_stop=[outbox.flush],
     )
 

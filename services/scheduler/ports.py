@@ -43,7 +43,10 @@ class StaleRooms(Exception):
 
 
 class ScheduleStore(Protocol):
-    async def get(self, room_id: str) -> Room | None: ...
+    async def get(self, room_id: str, *, now: float) -> Room | None:
+        """The room, unless it is unknown or past its TTL (DynamoDB deletes
+        expired items only "typically within a few days")."""
+        ...
 
     async def save(self, changes: Sequence[Change], *, now: float) -> None:
         """Write every change and its events atomically (state + outbox rows),

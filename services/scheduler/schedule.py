@@ -42,7 +42,7 @@ class Schedule:
         return room
 
     async def get(self, room_id: str) -> Room:
-        room = await self.store.get(room_id)
+        room = await self.store.get(room_id, now=self.clock())
         if room is None:
             raise RoomNotFound(f"no room {room_id}")
         return room

@@ -174,3 +174,22 @@ async def test_cancelled_rooms_never_activate_and_patch_retimes(
         twice = await client.delete(f"/schedule/{sooner['room_id']}")
         assert twice.status_code == 409
         assert twice.json()["error"]["code"] == "room_cancelled"
+
+
+async def test_rooms_past_their_ttl_are_not_read_and_readiness_watches_the_loop(
+    scheduler_settings, clock: MovableClock, probe: EventProbe
+) -> None:
+    settings = scheduler_settings(scheduler_retention_seconds=0)
+    async with scheduler_app(settings, clock) as (client, scheduler):
+        ready = await client.get("/readyz")
+        assert ready.status_code == 200, ready.text
+        assert ready.json()["checks"]["scheduler.activation"]["ok"] is True
+
+        room = (await client.post("/schedule", json=room_body("Brief", clock() + 5))).json()
+        clock.advance(70)  # started and ended; with no retention, expired too
+        await probe.wait_for("RoomEnded", room["room_id"])
+        gone = await client.get(f"/schedule/{room['room_id']}")
+        assert gone.status_code == 404, gone.text
+        listed = (await client.get("/schedule", params={"status": "ended"})).json()
+        assert listed["items"] == []
+        assert scheduler.activator.ticks > 0

@@ -32,7 +32,11 @@ FUZZ = settings(
 
 NOW = int(time.time())
 json_scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=80)
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=80),
 )
 json_values = st.recursive(
     json_scalars,
@@ -45,7 +49,7 @@ titles = st.one_of(st.text(max_size=70), st.text(min_size=60, max_size=300), jso
 starts = st.one_of(
     st.integers(NOW - 600, NOW + 400 * 86400),
     st.integers(),
-    st.floats(allow_nan=False),
+    st.floats(allow_nan=False, allow_infinity=False),
     st.text(max_size=20),
 )
 start_times = st.one_of(

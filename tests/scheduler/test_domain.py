@@ -159,7 +159,7 @@ class FakeStore:
         self.rival: set[str] = set()
         self.items_read = 0
 
-    async def get(self, room_id: str) -> Room | None:
+    async def get(self, room_id: str, *, now: float) -> Room | None:
         return self.rooms.get(room_id)
 
     async def save(self, changes: Sequence[Change], *, now: float) -> None:

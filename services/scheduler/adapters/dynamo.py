@@ -132,12 +132,14 @@ class DynamoSchedule:
         self.titles_table = titles_table
         self._retention = retention_seconds
 
-    async def get(self, room_id: str) -> Room | None:
+    async def get(self, room_id: str, *, now: float) -> Room | None:
         response = await self._client.get_item(
             TableName=self.rooms_table, Key={"room_id": {"S": room_id}}, ConsistentRead=True
         )
         item = response.get("Item")
-        return room_from_item(item) if item else None
+        if not item or int(item["expires_at"]["N"]) <= now:
+            return None
+        return room_from_item(item)
 
     # --- writes ------------------------------------------------------------------
 
