@@ -104,6 +104,7 @@ class _Work:
     now: int
     items: list[TransactItem] = field(default_factory=list)
     events: list[Envelope] = field(default_factory=list)
+    added: list[tuple[Channel, str, str]] = field(default_factory=list)  # made in Chime
 
     def joined(self, channel: Channel, user_id: str) -> None:
         self.items.append(
@@ -182,6 +183,7 @@ class ChatService:
             try:
                 await self.store.commit(work.items, events=work.events)
             except ConditionFailed:
+                await self._undo_memberships(work)
                 raise Conflict(
                     "the customer was assigned concurrently; retry", code="assignment_changed"
                 ) from None
@@ -219,6 +221,7 @@ class ChatService:
             return current, previous
         channel = Channel(channel_id, "customer", customer_id, current.channel_arn, manager_id)
         await self.chime.add_member(channel.channel_arn, manager_arn)
+        work.added.append((channel, manager_id, manager_arn))
         if previous:
             old_arn = await self._person_arn(previous, MANAGER)
             await self.chime.remove_member(channel.channel_arn, old_arn)
@@ -241,8 +244,20 @@ class ChatService:
             work.joined(channel, manager_id)
         elif not await self.tables.is_member(channel_id, manager_id):
             await self.chime.add_member(channel.channel_arn, manager_arn)
+            work.added.append((channel, manager_id, manager_arn))
             work.joined(channel, manager_id)
         return channel
+
+    async def _undo_memberships(self, work: _Work) -> None:
+        """A concurrent assignment won: take back the Chime memberships this one
+        added that the winner's state does not have, so Chime and chat agree."""
+        for channel, user_id, arn in work.added:
+            if await self.tables.is_member(channel.channel_id, user_id):
+                continue
+            try:
+                await self.chime.remove_member(channel.channel_arn, arn)
+            except BelfryError as exc:
+                log.error("chat.undo_failed", channel_id=channel.channel_id, error=exc.message)
 
     # --- channels -------------------------------------------------------------
 

@@ -65,3 +65,27 @@ async def test_two_posts_racing_for_one_attachment_leave_one_message(world: Chat
     assert [m["message_id"] for m in history] == [winner["message_id"]]
     await world.wait_for("MessagePosted", message_id=winner["message_id"])
     assert len(world.of("MessagePosted", channel_id=channel["channel_id"])) == 1
+
+
+async def test_racing_reassignments_leave_chime_and_chat_agreeing(world: ChatWorld) -> None:
+    c1, m1, m2, m3 = world.person("c"), world.person("m"), world.person("m"), world.person("m")
+    channel = (await world.assign(c1, m1))["customer_channel"]
+    admin = world.token("admin-race", "admin")
+    responses = await asyncio.gather(
+        *(
+            world.http.put(
+                f"/chat/customers/{c1}/manager", json={"manager_id": manager}, headers=admin
+            )
+            for manager in (m2, m3)
+        )
+    )
+    assert sorted(r.status_code for r in responses) in ([200, 200], [200, 409])
+    (own,) = (await world.channels(world.token(c1, "customer"))).values()
+    winner = own["manager_id"]
+    assert winner in (m2, m3)
+    service = world.chat.chime.service_user_arn
+    assert await world.members(channel["channel_arn"]) == {
+        service,
+        world.arn(c1),
+        world.arn(winner),
+    }
