@@ -52,7 +52,7 @@ async def build(settings: ChatSettings, aws: AwsClients, bus: EventBus) -> Compo
         bus=bus,
         state=chat,
         subscriptions=subscriptions(chat),
-        loops=[outbox.run_relay],
+        loops=[outbox.run_relay, chat.run_sweeper],
         checks={"dynamodb": dynamodb_check(aws.dynamodb, names[CHANNELS.suffix])},
         on_stop=[outbox.flush],
     )

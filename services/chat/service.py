@@ -535,6 +535,36 @@ class ChatService:
             self.settings.chat_download_url_seconds,
         )
 
+    async def sweep_unattached(self, before: int | None = None) -> int:
+        """Delete uploads never attached within the retention (or created before
+        `before`): the row first (conditionally, so a message attaching it now
+        wins), then the object."""
+        if before is None:
+            before = int(self.clock()) - self.settings.chat_unattached_retention_seconds
+        swept = 0
+        for attachment in await self.tables.unattached_before(before):
+            if not await self.tables.forget_unattached(attachment.attachment_id):
+                continue
+            try:
+                await self.bucket.delete(attachment.key)
+            except BelfryError as exc:
+                log.warning("chat.sweep_object_left", key=attachment.key, error=exc.message)
+            swept += 1
+        if swept:
+            log.info("chat.unattached_swept", count=swept)
+        return swept
+
+    async def run_sweeper(self) -> None:
+        """A background loop of every replica (the conditional deletes make that safe)."""
+        while True:
+            try:
+                await self.sweep_unattached()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("chat.sweep_failed", error=repr(exc))
+            await asyncio.sleep(self.settings.chat_sweep_interval_seconds)
+
     # --- events -------------------------------------------------------------
 
     async def record_join(self, envelope: Envelope, consumer: str) -> None:

@@ -56,3 +56,12 @@ class ChatSettings(BelfrySettings):
     chat_max_mentions: int = Field(20, ge=0, le=50, description="Mentions per message.")
     chat_max_attachments: int = Field(10, ge=0, le=20, description="Attachments per message.")
     chat_page_size: int = Field(50, ge=1, le=200, description="Messages and channels per page.")
+    chat_unattached_retention_seconds: int = Field(
+        86400,
+        ge=60,
+        description="Uploads never attached to a message are deleted (S3 and index) this long "
+        "after the upload.",
+    )
+    chat_sweep_interval_seconds: float = Field(
+        600, gt=0, description="How often each replica looks for such uploads."
+    )

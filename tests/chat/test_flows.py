@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import httpx
 import pytest
@@ -336,3 +337,34 @@ async def test_history_pages_newest_first(world: ChatWorld) -> None:
     )
     assert foreign.status_code == 400
     assert foreign.json()["error"]["code"] == "invalid_cursor"
+
+
+async def test_uploads_never_attached_are_swept(world: ChatWorld) -> None:
+    c1, m1 = world.person("c"), world.person("m")
+    channel = (await world.assign(c1, m1))["customer_channel"]
+    customer = world.token(c1, "customer")
+    ids = []
+    for name in ("kept.txt", "dropped.txt"):
+        upload = await world.http.post(
+            "/chat/attachments", files={"file": (name, b"bytes", "text/plain")}, headers=customer
+        )
+        assert upload.status_code == 201, upload.text
+        ids.append(upload.json())
+    kept, dropped = ids
+    posted = await world.http.post(
+        f"/chat/channels/{channel['channel_id']}/messages",
+        json={"content": "one of two", "attachment_ids": [kept["attachment_id"]]},
+        headers=customer,
+    )
+    assert posted.status_code == 201, posted.text
+
+    assert await world.chat.sweep_unattached(before=int(time.time()) + 1) >= 1
+    bucket = world.settings.chat_attachments_bucket
+    listed = await world.s3.list_objects_v2(Bucket=bucket, Prefix="attachments/")
+    keys = {o["Key"] for o in listed.get("Contents", [])}
+    assert kept["key"] in keys
+    assert dropped["key"] not in keys
+    gone = await world.http.get(f"/chat/attachments/{dropped['attachment_id']}", headers=customer)
+    assert gone.status_code == 404
+    still = await world.http.get(f"/chat/attachments/{kept['attachment_id']}", headers=customer)
+    assert still.status_code == 302

@@ -6,7 +6,8 @@ channels     pk="channel", channel_id -> kind, customer, ARN, assigned manager
 memberships  channel_id, user_id (+ `by_user`): who is in which channel
 messages     channel_id, message_id (time-ordered): the message index, full
              mention and attachment lists; history is read from here
-attachments  attachment_id -> owner, S3 key, name, size, type, channel once attached
+attachments  attachment_id -> owner, S3 key, name, size, type, channel once attached;
+             `unattached` (sparse) finds uploads never attached, for the sweeper
 """
 
 from __future__ import annotations
@@ -14,8 +15,11 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import random
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
 
 from shared.dynamo import Index, TableSpec, TransactItem, from_item, to_item
 from shared.errors import BadRequest
@@ -34,10 +38,16 @@ MEMBERSHIPS = TableSpec(
     indexes=(Index("by_user", "user_id", "channel_id"),),
 )
 MESSAGES = TableSpec("messages", hash_key="channel_id", range_key="message_id")
-ATTACHMENTS = TableSpec("attachments", hash_key="attachment_id")
+ATTACHMENTS = TableSpec(
+    "attachments",
+    hash_key="attachment_id",
+    # sparse: only uploads not attached to a message carry `pending`
+    indexes=(Index("unattached", "pending", "created_at", range_type="N"),),
+)
 TABLES = (USERS, CHANNELS, MEMBERSHIPS, MESSAGES, ATTACHMENTS)
 
 CHANNEL_PK = "channel"
+PENDING_SHARDS = 4
 
 
 def encode_cursor(key: dict[str, Any] | None) -> str | None:
@@ -309,10 +319,44 @@ class ChatTables:
                     "content_type": attachment.content_type,
                     "uploaded": attachment.uploaded,
                     "created_at": created_at,
+                    "pending": f"unattached-{random.randrange(PENDING_SHARDS)}",
                 }
             ),
             ConditionExpression="attribute_not_exists(attachment_id)",
         )
+
+    async def unattached_before(self, before: int, limit: int = 100) -> list[Attachment]:
+        """Uploads created before `before` and never attached (a keyed Query per shard)."""
+        found: list[Attachment] = []
+        for shard in range(PENDING_SHARDS):
+            response = await self.client.query(
+                TableName=self.attachments,
+                IndexName="unattached",
+                KeyConditionExpression="pending = :p AND created_at < :before",
+                ExpressionAttributeValues={
+                    ":p": {"S": f"unattached-{shard}"},
+                    ":before": {"N": str(before)},
+                },
+                Limit=limit,
+            )
+            found += [_attachment(i) for i in response.get("Items", [])]
+        return found
+
+    async def forget_unattached(self, attachment_id: str) -> bool:
+        """Delete the row unless a message took the attachment meanwhile."""
+        try:
+            await self.client.delete_item(
+                TableName=self.attachments,
+                Key={"attachment_id": {"S": attachment_id}},
+                ConditionExpression=(
+                    "attribute_exists(pending) AND attribute_not_exists(channel_id)"
+                ),
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
 
     def attach(self, attachment: Attachment, channel_id: str, message_id: str) -> TransactItem:
         """Tie an upload to its message, once, and only its owner's."""
@@ -320,7 +364,9 @@ class ChatTables:
             "Update": {
                 "TableName": self.attachments,
                 "Key": {"attachment_id": {"S": attachment.attachment_id}},
-                "UpdateExpression": "SET channel_id = :c, message_id = :m, uploaded = :t",
+                "UpdateExpression": (
+                    "SET channel_id = :c, message_id = :m, uploaded = :t REMOVE pending"
+                ),
                 "ConditionExpression": "owner_id = :o AND attribute_not_exists(channel_id)",
                 "ExpressionAttributeValues": {
                     ":c": {"S": channel_id},
