@@ -35,7 +35,7 @@ class SchedulerSettings(BelfrySettings):
         50, ge=1, le=100, description="Default page size of `GET /schedule` (max 100)."
     )
     scheduler_due_per_tick: int = Field(
-        200,
+        500,
         ge=1,
         le=10000,
         description="Due rooms one query reads (a page); with more due the loop goes on "
