@@ -37,7 +37,7 @@ LOST_RACES = Counter(
 )
 LAG_SECONDS = Histogram(
     "belfry_scheduler_transition_lag_seconds",
-    "From a transition's due second to its claim.",
+    "From a transition's due second to its commit and publish.",
     ["transition"],
     buckets=(0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30, 60, 300, 3600),
 )
@@ -62,7 +62,7 @@ class Activator:
         *,
         clock: Clock,
         tick_seconds: float = 0.25,
-        due_per_tick: int = 1000,
+        due_per_tick: int = 500,
         rooms_per_transaction: int = 40,
         concurrent_transactions: int = 4,
     ) -> None:
@@ -95,11 +95,7 @@ class Activator:
                     log.warning("activation.skipped", room_id=room.room_id, error=str(exc))
                     continue
                 changes.append(Change(room, after, [announce(after)]))
-            claimed = await self._claim_all(changes, now, stats)
-            for change in claimed:
-                lag = max(0.0, self.clock() - change.before.due_at) if change.before else 0.0
-                stats.lags.append(lag)
-                LAG_SECONDS.labels(name).observe(lag)
+            claimed = await self._claim_all(name, changes, now, stats)
             TRANSITIONS.labels(name).inc(len(claimed))
             if name == "activated":
                 stats.activated += len(claimed)
@@ -115,13 +111,14 @@ class Activator:
         return stats
 
     async def _claim_all(
-        self, changes: Sequence[Change], now: float, stats: TickStats
+        self, name: str, changes: Sequence[Change], now: float, stats: TickStats
     ) -> list[Change]:
         size = self.rooms_per_transaction
         chunks = [changes[i : i + size] for i in range(0, len(changes), size)]
         gate = asyncio.Semaphore(self.concurrent_transactions)
         results = await asyncio.gather(
-            *(self._claim(chunk, now, gate, stats) for chunk in chunks), return_exceptions=True
+            *(self._claim(name, chunk, now, gate, stats) for chunk in chunks),
+            return_exceptions=True,
         )
         claimed = [c for result in results if not isinstance(result, BaseException) for c in result]
         failed = [r for r in results if isinstance(r, BaseException)]
@@ -133,19 +130,34 @@ class Activator:
         return claimed
 
     async def _claim(
-        self, chunk: Sequence[Change], now: float, gate: asyncio.Semaphore, stats: TickStats
+        self,
+        name: str,
+        chunk: Sequence[Change],
+        now: float,
+        gate: asyncio.Semaphore,
+        stats: TickStats,
     ) -> list[Change]:
         pending = list(chunk)
         async with gate:
             while pending:
                 try:
                     await self.store.save(pending, now=now)
-                    return pending
                 except StaleRooms as exc:
                     # another replica (or a PATCH/DELETE) got there first: theirs
                     stats.lost_races += len(exc.room_ids)
                     LOST_RACES.inc(len(exc.room_ids))
-                    pending = [c for c in pending if c.after.room_id not in exc.room_ids]
+                    remaining = [c for c in pending if c.after.room_id not in exc.room_ids]
+                    if len(remaining) == len(pending):
+                        raise
+                    pending = remaining
+                    continue
+                announced = self.clock()  # committed and published
+                for change in pending:
+                    due_at = change.before.due_at if change.before else announced
+                    lag = max(0.0, announced - due_at)
+                    stats.lags.append(lag)
+                    LAG_SECONDS.labels(name).observe(lag)
+                return pending
         return []
 
     async def check(self) -> tuple[bool, Any]:
