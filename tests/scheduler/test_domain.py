@@ -6,12 +6,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 import pytest
+from botocore.exceptions import ClientError
 
 from services.scheduler.activation import Activator
 from services.scheduler.adapters.dynamo import (
+    DynamoSchedule,
     InvalidCursor,
     decode_cursor,
     encode_cursor,
@@ -30,6 +32,7 @@ from services.scheduler.domain import (
     Rules,
     StartInPast,
     StartTooFar,
+    TitleTaken,
     activate,
     cancel_room,
     cancelled_events,
@@ -40,6 +43,7 @@ from services.scheduler.domain import (
     title_key,
 )
 from services.scheduler.ports import Change, DueRooms, Page, StaleRooms
+from shared.store import Store
 
 NOW = 1_800_000_000
 RULES = Rules(start_grace_seconds=60, max_lead_seconds=86400, retention_seconds=3600)
@@ -242,3 +246,33 @@ async def test_pages_of_due_rooms_say_there_is_more() -> None:
     while (await loop.tick()).more:
         pass
     assert len(store.published) == 7
+
+
+class ConflictingStore:
+    """A `Store` whose transaction DynamoDB cancels for a race on item `at`."""
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+
+    async def commit(self, items, *, events=(), once=None, token=None) -> bool:
+        reasons = [{"Code": "None"} for _ in range(len(items) + len(events))]
+        reasons[self.at] = {"Code": "TransactionConflict"}
+        response: Any = {
+            "Error": {"Code": "TransactionCanceledException", "Message": "cancelled"},
+            "CancellationReasons": reasons,
+        }
+        raise ClientError(response, "TransactWriteItems")
+
+
+@pytest.mark.parametrize(("at", "error"), [(0, StaleRooms), (1, TitleTaken)])
+async def test_a_transaction_that_lost_a_race_is_a_lost_claim(at, error) -> None:
+    schedule = DynamoSchedule(
+        cast(Any, None),
+        cast(Store, ConflictingStore(at)),
+        rooms_table="rooms",
+        titles_table="titles",
+        retention_seconds=60,
+    )
+    new = room(1, NOW + 60)
+    with pytest.raises(error):  # item 0: the room, item 1: its title claim
+        await schedule.save([Change(None, new, [scheduled_event(new)])], now=NOW)

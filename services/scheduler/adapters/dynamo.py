@@ -24,6 +24,8 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
+from botocore.exceptions import ClientError
+
 from shared.dynamo import ConditionFailed, Index, TableSpec, TransactItem, from_item, to_item
 from shared.errors import BadRequest
 from shared.store import Store
@@ -150,6 +152,18 @@ class DynamoSchedule:
             try:
                 await self._store.commit(items, events=events)
                 return
+            except ClientError as exc:
+                # DynamoDB cancels a transaction that races another one on the
+                # same item (TransactionConflict): the other writer is about to
+                # win, which for us is the same as having lost
+                conflicts = _conflicting(exc)
+                if not conflicts:
+                    raise
+                lost = [roles[i] for i in conflicts if i < len(roles)]
+                if any(role == "claim" for role, _ in lost):
+                    raise TitleTaken("another room is taking this title right now") from None
+                stale = [room_id for role, room_id in lost if role in ("room", "release")]
+                raise StaleRooms(stale or [r for _, r in roles]) from None
             except ConditionFailed as exc:
                 failed = [roles[i] for i in exc.indexes if i < len(roles)]
                 stale = [room_id for role, room_id in failed if role == "room"]
@@ -280,6 +294,14 @@ class DynamoSchedule:
         rooms = [room_from_item(item) for item in response.get("Items", [])]
         last = response.get("LastEvaluatedKey")
         return Page(rooms=rooms, cursor=encode_cursor(last, phase) if last else None)
+
+
+def _conflicting(exc: ClientError) -> list[int]:
+    """Positions of a cancelled transaction's items that lost a race."""
+    if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+        return []
+    reasons = exc.response.get("CancellationReasons", [])
+    return [i for i, r in enumerate(reasons) if r.get("Code") == "TransactionConflict"]
 
 
 def encode_cursor(key: dict[str, Any], phase: Phase) -> str:
