@@ -23,8 +23,6 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
 import uvicorn
-from moto.moto_server.werkzeug_app import MotoRequestHandler
-from werkzeug.serving import make_server
 
 from shared.logging import get_logger
 
@@ -75,6 +73,10 @@ class QuietServer(uvicorn.Server):
 @contextlib.contextmanager
 def embedded_aws(sock: socket.socket) -> Iterator[str]:
     """moto server on an already bound socket, in a background thread; yields its URL."""
+    # Imported here: moto takes seconds to import, and only an embedded run needs it.
+    from moto.moto_server.werkzeug_app import MotoRequestHandler
+    from werkzeug.serving import make_server
+
     from emulators.aws.server import create_app
 
     # One log line per moto request drowns the platform's own; keep warnings.
