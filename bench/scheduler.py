@@ -2,7 +2,8 @@
 
 1. 1,000 rooms that start in the same second, one scheduler replica over real
    RabbitMQ and moto server: the lag from `start_at` to the RoomActivated a
-   consumer receives, p50/p99 (target p99 <= 2 s).
+   consumer in another process (as another service) receives, p50/p99
+   (target p99 <= 2 s).
 2. The items a tick reads (DynamoDB's ScannedCount of the due-room queries) as
    the schedule grows from 1,000 to 20,000 future rooms, with DUE_PER_LEVEL rooms
    due at each level (target: flat, = the due rooms). Also the tick's wall
@@ -18,12 +19,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 
 import httpx
 
@@ -36,7 +38,7 @@ from shared.aws import AwsClients
 from shared.bus import MemoryBroker, Subscription, create_bus
 from shared.bus.amqp import AmqpBus
 from shared.events import Envelope
-from shared.runtime import run_components
+from shared.runtime import Component, run_components
 from shared.topology import QUEUES
 
 BENCH = "scheduler"
@@ -44,6 +46,7 @@ BURST = 1000
 LEVELS = (1_000, 5_000, 10_000, 20_000)
 DUE_PER_LEVEL = 20
 RETENTION = 86400
+PROBE_QUEUE = "bench.activated"
 
 
 def _free_port() -> int:
@@ -132,51 +135,104 @@ async def _seed(aws: AwsClients, table: str, rooms: Sequence[Room]) -> None:
 @contextlib.asynccontextmanager
 async def _scheduler(
     settings: SchedulerSettings, broker: MemoryBroker | None = None
-) -> AsyncIterator[tuple[AwsClients, Scheduler, object]]:
+) -> AsyncIterator[tuple[AwsClients, Scheduler, Component]]:
     async with AwsClients(settings, services=("dynamodb",)) as aws:
         bus = create_bus(settings, "scheduler", memory_broker=broker)
         component = await build(settings, aws, bus)
         yield aws, component.state, component
 
 
-async def activation_lag(report: Report, amqp_url: str, moto_url: str) -> None:
-    settings = _settings(amqp_url, moto_url)
+async def _consume(settings_json: str, count: int) -> None:
+    """The consumer side of the lag figure, in its own process (as another
+    service would be): prints `ready`, then the arrival times as JSON."""
+    settings = SchedulerSettings.model_validate_json(settings_json)
     arrivals: dict[str, float] = {}
     done = asyncio.Event()
 
     async def on_activated(envelope: Envelope) -> None:
         arrivals[envelope.data.room_id] = time.time()  # type: ignore[attr-defined]
-        if len(arrivals) >= BURST:
+        if len(arrivals) >= count:
             done.set()
 
     probe = create_bus(settings, "bench-probe")
-    probe.subscribe(Subscription("bench.activated", ("room.activated",), on_activated))
-    async with _scheduler(settings) as (aws, scheduler, component):
-        await probe.start()
-        try:
-            async with run_components([component]):  # type: ignore[list-item]
-                start_at = int(time.time()) + 4
-                rooms = [_room(start_at) for _ in range(BURST)]
-                began = time.monotonic()
-                await _seed(aws, scheduler.store.rooms_table, rooms)
-                seeded = time.monotonic() - began
-                if time.time() >= start_at:
-                    raise RuntimeError(f"seeding took {seeded:.1f} s, past the start")
-                await asyncio.wait_for(done.wait(), 60)
-        finally:
-            await probe.stop_consuming(2)
-            if isinstance(probe, AmqpBus):
-                levels = range(1, len(settings.retry_delays_seconds) + 1)
-                probe.declared_queues.extend(
-                    f"{settings.queue_prefix}{name}{suffix}"
-                    for name in QUEUES
-                    for suffix in ("", ".dlq", *(f".retry.{n}" for n in levels))
-                )
-                with contextlib.suppress(Exception):
-                    await probe.delete_topology(exchanges=True)
-            await probe.close()
+    probe.subscribe(Subscription(PROBE_QUEUE, ("room.activated",), on_activated))
+    await probe.start()
+    print("ready", flush=True)
+    try:
+        await asyncio.wait_for(done.wait(), 120)
+    finally:
+        await probe.stop(2)
+        print(json.dumps(arrivals), flush=True)
+
+
+async def _drop_topology(settings: SchedulerSettings) -> None:
+    bus = create_bus(settings, "bench-cleanup")
+    if not isinstance(bus, AmqpBus):
+        return
+    await bus.start()
+    levels = range(1, len(settings.retry_delays_seconds) + 1)
+    bus.declared_queues.extend(
+        f"{settings.queue_prefix}{name}{suffix}"
+        for name in (*QUEUES, PROBE_QUEUE)
+        for suffix in ("", ".dlq", *(f".retry.{n}" for n in levels))
+    )
+    try:
+        await bus.delete_topology(exchanges=True)
+    finally:
+        await bus.close()
+
+
+async def _line(stream: asyncio.StreamReader, wanted: Callable[[str], bool], timeout: float) -> str:
+    """The first line of the consumer's output that is `wanted` (logs go there too)."""
+    async with asyncio.timeout(timeout):
+        while line := await stream.readline():
+            text = line.decode().strip()
+            if wanted(text):
+                return text
+    raise RuntimeError("the consumer stopped without answering")
+
+
+async def activation_lag(report: Report, amqp_url: str, moto_url: str) -> None:
+    settings = _settings(amqp_url, moto_url)
+    consumer = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bench.scheduler",
+        "consume",
+        settings.model_dump_json(),
+        str(BURST),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    assert consumer.stdout is not None
+    try:
+        async with (
+            _scheduler(settings) as (aws, scheduler, component),
+            run_components([component]),
+        ):
+            await _line(consumer.stdout, lambda text: text == "ready", 60)
+            start_at = int(time.time()) + 4
+            rooms = [_room(start_at) for _ in range(BURST)]
+            began = time.monotonic()
+            await _seed(aws, scheduler.store.rooms_table, rooms)
+            seeded = time.monotonic() - began
+            if time.time() >= start_at:
+                raise RuntimeError(f"seeding took {seeded:.1f} s, past the start")
+            arrivals = json.loads(await _line(consumer.stdout, lambda t: t.startswith("{"), 130))
+    finally:
+        if consumer.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                consumer.terminate()
+        await consumer.wait()
+        with contextlib.suppress(Exception):
+            await _drop_topology(settings)
     lags = [arrivals[r.room_id] - start_at for r in rooms]
-    extra = {"rooms": BURST, "tick_s": settings.scheduler_tick_seconds, "target_p99_ms": 2000}
+    extra = {
+        "rooms": BURST,
+        "tick_s": settings.scheduler_tick_seconds,
+        "due_page": settings.scheduler_due_per_tick,
+        "target_p99_ms": 2000,
+    }
     report.latency(BENCH, "activation_lag", lags, **extra)
     report.emit(BENCH, "activation_lag_max", round(max(lags) * 1000, 1), "ms", rooms=BURST)
 
@@ -237,6 +293,7 @@ async def run(report: Report) -> None:
 
 
 if __name__ == "__main__":
-    from bench.report import Report as _Report
-
-    asyncio.run(run(_Report(sys.stdout)))
+    if sys.argv[1:2] == ["consume"]:
+        asyncio.run(_consume(sys.argv[2], int(sys.argv[3])))
+    else:
+        asyncio.run(run(Report(sys.stdout)))
