@@ -12,7 +12,12 @@ from services.notifier.adapters.dynamo import (
     DynamoMentions,
 )
 from services.notifier.api import router
-from services.notifier.handlers import FanoutHandler, FeedHandler, MentionHandler
+from services.notifier.handlers import (
+    FanoutHandler,
+    FeedHandler,
+    MentionHandler,
+    ReceiptWatcher,
+)
 from services.notifier.joins import JoinBatcher
 from services.notifier.live import Hub
 from services.notifier.settings import NotifierSettings
@@ -43,9 +48,11 @@ async def build(settings: NotifierSettings, aws: AwsClients, bus: EventBus) -> C
         aws.dynamodb,
         tables["feed"],
         retention_seconds=settings.notifier_feed_retention_seconds,
-        on_written=hub.poke,
+        on_written=hub.deliver,
     )
-    members = DynamoMembers(aws.dynamodb, tables["members"])
+    members = DynamoMembers(
+        aws.dynamodb, tables["members"], cache_seconds=settings.notifier_members_cache_seconds
+    )
     mentions = DynamoMentions(aws.dynamodb, tables["mentions"])
     inbox = Inbox(aws.dynamodb, tables["inbox"])
     outbox = Outbox(aws.dynamodb, tables["outbox"], bus)
@@ -61,7 +68,8 @@ async def build(settings: NotifierSettings, aws: AwsClients, bus: EventBus) -> C
         joiner=joiner,
     )
     on_feed = FeedHandler(feed=feed, members=members)
-    on_fanout = FanoutHandler(feed=feed, hub=hub)
+    watcher = ReceiptWatcher(feed=feed, hub=hub)
+    on_fanout = FanoutHandler(watcher=watcher, hub=hub)
 
     async def prepare_service_user() -> None:
         if settings.notifier_app_instance_arn:
@@ -76,7 +84,7 @@ async def build(settings: NotifierSettings, aws: AwsClients, bus: EventBus) -> C
             subscription("notifier.feed", on_feed),
             Subscription(FANOUT_QUEUE, QUEUES["notifier.feed"], on_fanout, fanout=True),
         ],
-        loops=[feed.run, outbox.run_relay, prepare_service_user],
+        loops=[feed.run, watcher.run, outbox.run_relay, prepare_service_user],
         checks={"dynamodb": dynamodb_check(aws.dynamodb, tables["feed"])},
         on_stop=[hub.close_all, joiner.close, outbox.flush],
     )

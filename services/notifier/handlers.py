@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import Counter
@@ -21,6 +22,7 @@ from prometheus_client import Counter
 from services.notifier.adapters.chime import ChimeRejected
 from services.notifier.domain import (
     app_instance_of,
+    audience_of,
     chunks,
     entries_for,
     once_key,
@@ -184,35 +186,82 @@ class FeedHandler:
 
 
 class FanoutHandler:
-    """Per replica: once the durable consumer (here or on a peer) has written an
-    event into feeds, wake this replica's sessions of those users."""
+    """Per replica: an event that may concern a session here is watched until the
+    durable consumer (in this process or a peer) has written it into feeds."""
 
-    def __init__(self, *, feed: Feed, hub: Wakeable, wait_seconds: float = 30.0) -> None:
-        self._feed = feed
+    def __init__(self, *, watcher: ReceiptWatcher, hub: Wakeable) -> None:
+        self._watcher = watcher
         self._hub = hub
-        self._wait = wait_seconds
 
     async def __call__(self, envelope: Envelope) -> None:
-        if not len(self._hub):  # no sessions on this replica: nobody to wake
+        if self._hub.interested(audience_of(envelope.data)):
+            self._watcher.watch(once_key(envelope.event_id, 0))
+
+
+class ReceiptWatcher:
+    """Wakes this replica's sessions for appends made by a peer. A watched key
+    is first given `grace_seconds` to be written here (then its rows went to the
+    sessions as they were committed, at no cost); after that the oldest due keys
+    are looked up together, at most one BatchGetItem of 100 keys per
+    `interval_seconds`, so a backlog never turns into a storm of reads."""
+
+    def __init__(
+        self,
+        *,
+        feed: Feed,
+        hub: Wakeable,
+        interval_seconds: float = 0.1,
+        grace_seconds: float = 0.25,
+        give_up_seconds: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._feed = feed
+        self._hub = hub
+        self._interval = interval_seconds
+        self._grace = grace_seconds
+        self._give_up = give_up_seconds
+        self._clock = clock
+        self._pending: dict[str, tuple[float, float]] = {}  # key -> (next look, give up)
+        self._wake = asyncio.Event()
+
+    def watch(self, key: str) -> None:
+        if not self._feed.written_here(key) and key not in self._pending:
+            now = self._clock()
+            self._pending[key] = (now + self._grace, now + self._give_up)
+            self._wake.set()
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    async def run(self) -> None:
+        while True:
+            await self._wake.wait()
+            await asyncio.sleep(self._interval)
+            try:
+                await self.check()
+            except Exception as exc:  # the next round tries again
+                log.warning("fanout.receipts_failed", error=repr(exc))
+            if not self._pending:
+                self._wake.clear()
+
+    async def check(self) -> None:
+        now = self._clock()
+        due: list[str] = []
+        for key, (look, give_up) in list(self._pending.items()):
+            if self._feed.written_here(key):
+                del self._pending[key]
+            elif give_up < now:
+                log.warning("fanout.feed_not_written", key=key)
+                del self._pending[key]
+            elif look <= now and len(due) < 100:
+                due.append(key)
+        if not due:
             return
-        key = once_key(envelope.event_id, 0)
-        here = self._feed.written_here(key)
-        deadline = time.monotonic() + self._wait
-        delay = 0.02
-        try:
-            while True:
-                # Written by this process: its writer has woken the sessions.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(here.wait(), delay)
-                if here.is_set():
-                    return
-                users = await self._feed.receipt(key)
-                if users is not None:
-                    self._hub.poke(users)
-                    return
-                if time.monotonic() > deadline:
-                    log.warning("fanout.feed_not_written", event_id=envelope.event_id)
-                    return
-                delay = min(delay * 2, 0.5)
-        finally:
-            self._feed.forget(key)
+        found = await self._feed.receipts(due)
+        for key in due:
+            users = found.get(key)
+            if users is not None:
+                self._pending.pop(key, None)
+                self._hub.poke(users)
+            elif key in self._pending:
+                self._pending[key] = (now + 2 * self._grace, self._pending[key][1])

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Protocol
 
 from prometheus_client import Counter, Gauge
@@ -26,6 +26,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from services.notifier.domain import (
     READY_FRAME,
+    Audience,
     FeedRow,
     InvalidCursor,
     decode_cursor,
@@ -43,6 +44,7 @@ CLOSE_UNAUTHORIZED = 4401
 CLOSE_CURSOR_TOO_OLD = 4410
 CLOSE_SLOW_CLIENT = 4429
 PAGE = 100
+FIRST_READ = 10  # most wake-ups find a row or two: ask for few keys first
 
 CONNECTIONS = Gauge(
     "belfry_notifier_ws_connections", "Open notification WebSockets in this process."
@@ -93,6 +95,21 @@ class Hub:
             for session in self._sessions.get(user, ()):
                 session.wake.set()
 
+    def deliver(self, rows: Mapping[str, list[FeedRow]]) -> None:
+        """Rows this process has just committed: sessions that are caught up take
+        them as they are, the others reread their feed."""
+        for user, user_rows in rows.items():
+            for session in self._sessions.get(user, ()):
+                session.offer(user_rows)
+
+    def interested(self, audience: Audience) -> bool:
+        """Could any session here be shown something about this channel?"""
+        return any(
+            may_see(session.principal, audience)
+            for sessions in self._sessions.values()
+            for session in sessions
+        )
+
     def __len__(self) -> int:
         return sum(len(s) for s in self._sessions.values())
 
@@ -123,6 +140,7 @@ class Session:
         self.outbound: asyncio.Queue[tuple[str, str]] = asyncio.Queue(maxsize=send_buffer)
         self.wake = asyncio.Event()
         self.last = 0
+        self._started = False
 
     async def start(self, since: str | None) -> bool:
         """Accept, check the cursor, send the ready frame; False if closed."""
@@ -147,6 +165,7 @@ class Session:
         await self.websocket.send_text(
             json.dumps({"type": READY_FRAME, "data": ready, "cursor": encode_cursor(self.last)})
         )
+        self._started = True
         self.wake.set()
         return True
 
@@ -171,15 +190,34 @@ class Session:
                 log.warning("ws.session_failed", error=repr(error))
                 await self.close(1011, "internal error: reconnect with your last cursor")
 
+    def offer(self, rows: list[FeedRow]) -> None:
+        """New rows from this process's writer: take them if they follow on from
+        what was sent and the buffer has room; otherwise let the pump read."""
+        if not self._started or rows[0].seq != self.last + 1:
+            self.wake.set()
+            return
+        visible = [r for r in rows if r.frame_type and may_see(self.principal, r.audience)]
+        if self.outbound.maxsize - self.outbound.qsize() < len(visible):
+            self.wake.set()
+            return
+        for row in visible:
+            self.outbound.put_nowait(
+                (row.frame_type, frame_text(row.frame_type, row.data, row.seq))
+            )
+        self.last = rows[-1].seq
+
     async def _pump(self) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), self._poll)
             self.wake.clear()
-            more = True
+            more, window = True, FIRST_READ
             while more:
-                rows, more = await self._feed.read(self.user_id, self.last, PAGE)
+                rows, more = await self._feed.read(self.user_id, self.last, window)
+                window = PAGE
                 for row in rows:
+                    if row.seq <= self.last:  # taken meanwhile from the writer (`offer`)
+                        continue
                     if row.frame_type and may_see(self.principal, row.audience):
                         await self._enqueue(row)
                     self.last = row.seq

@@ -3,11 +3,10 @@ DynamoDB and Chime adapters implement them; unit tests use fakes)."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
-from services.notifier.domain import FeedEntry
+from services.notifier.domain import Audience, FeedEntry
 from shared.dynamo import TransactItem
 from shared.events import Envelope, UserMentioned
 
@@ -17,11 +16,9 @@ class Feed(Protocol):
         self, key: str, entries: Sequence[FeedEntry], notify: set[str] | None = None
     ) -> bool: ...
 
-    async def receipt(self, key: str) -> set[str] | None: ...
+    async def receipts(self, keys: Sequence[str]) -> dict[str, set[str]]: ...
 
-    def written_here(self, key: str) -> asyncio.Event: ...
-
-    def forget(self, key: str) -> None: ...
+    def written_here(self, key: str) -> bool: ...
 
 
 class Members(Protocol):
@@ -68,6 +65,4 @@ class UnitOfWork(Protocol):
 class Wakeable(Protocol):
     def poke(self, users: Iterable[str]) -> None: ...
 
-    def connected(self, users: Iterable[str]) -> list[str]: ...
-
-    def __len__(self) -> int: ...
+    def interested(self, audience: Audience) -> bool: ...

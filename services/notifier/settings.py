@@ -34,6 +34,15 @@ class NotifierSettings(BelfrySettings):
             "BatchCreateChannelMembership (up to 100 members) adds them all."
         ),
     )
+    notifier_members_cache_seconds: float = Field(
+        1.0,
+        ge=0,
+        le=60,
+        description=(
+            "How long a replica reuses a channel's member list for new messages; a "
+            "join recorded by another replica reaches its feeds within this time."
+        ),
+    )
     notifier_feed_retention_seconds: int = Field(
         7 * 86400,
         ge=60,

@@ -64,11 +64,18 @@ MEMBERS_TABLE = TableSpec("members", hash_key="channel_id", range_key="user_id")
 TABLES = (FEED_TABLE, MENTIONS_TABLE, MEMBERS_TABLE)
 
 HEAD = 0
+# Rows live in partitions of BUCKET consecutive numbers (`user#<id>#<seq // BUCKET>`),
+# so that no partition grows without bound however long a feed becomes.
+BUCKET = 256
 _MAX_ATTEMPTS = 20
 
 
 def _user_pk(user_id: str) -> str:
     return f"user#{user_id}"
+
+
+def _rows_pk(user_id: str, seq: int) -> str:
+    return f"user#{user_id}#{seq // BUCKET}"
 
 
 def _receipt_pk(key: str) -> str:
@@ -107,7 +114,7 @@ class DynamoFeed:
         table: str,
         *,
         retention_seconds: int,
-        on_written: Callable[[set[str]], None] = lambda users: None,
+        on_written: Callable[[dict[str, list[FeedRow]]], None] = lambda rows: None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._client = client
@@ -118,7 +125,7 @@ class DynamoFeed:
         self._pending: list[_Append] = []
         self._wake = asyncio.Event()
         self._heads: OrderedDict[str, int] = OrderedDict()
-        self._recent: OrderedDict[str, asyncio.Event] = OrderedDict()
+        self._recent: OrderedDict[str, None] = OrderedDict()
 
     # --- writing ------------------------------------------------------------------
 
@@ -186,7 +193,7 @@ class DynamoFeed:
                 return
             users = sorted({u for a in appends for u in a.users})
             await self._load_heads([u for u in users if u not in self._heads])
-            items, roles, new_heads = self._items(appends, users)
+            items, roles, new_heads, rows = self._items(appends, users)
             try:
                 await transact(self._client, items)
             except ConditionFailed as exc:
@@ -201,30 +208,33 @@ class DynamoFeed:
                 continue
             for user, head in new_heads.items():
                 self._remember_head(user, head)
-            written: set[str] = set()
             for append in appends:
                 self._mark_recent(append.key)
-                written |= append.users
                 append.done.set_result(True)
-            self._on_written(written)
+            self._on_written(rows)
             return
         raise RuntimeError("feed append kept conflicting")
 
     def _items(
         self, appends: list[_Append], users: list[str]
-    ) -> tuple[list[TransactItem], list[tuple[str, str]], dict[str, int]]:
+    ) -> tuple[list[TransactItem], list[tuple[str, str]], dict[str, int], dict[str, list[FeedRow]]]:
         now = int(self._clock())
         expires = now + self._retention
         items: list[TransactItem] = []
         roles: list[tuple[str, str]] = []
         heads = {u: self._heads[u] for u in users}
+        rows: dict[str, list[FeedRow]] = {}
         for append in appends:
             items.append(self._receipt_item(append.key, append.notify))
             roles.append(("receipt", append.key))
             for entry in append.entries:
                 heads[entry.user_id] += 1
-                items.append(self._row_item(entry, heads[entry.user_id], expires))
+                seq = heads[entry.user_id]
+                items.append(self._row_item(entry, seq, expires))
                 roles.append(("row", entry.user_id))
+                rows.setdefault(entry.user_id, []).append(
+                    FeedRow(seq, entry.frame_type, entry.data, entry.audience)
+                )
         for user in users:
             old, new = self._heads[user], heads[user]
             condition = "attribute_not_exists(head)" if old == 0 else "head = :old"
@@ -243,7 +253,7 @@ class DynamoFeed:
                 }
             )
             roles.append(("head", user))
-        return items, roles, heads
+        return items, roles, heads, rows
 
     def _receipt_item(self, key: str, users: set[str]) -> TransactItem:
         now = int(self._clock())
@@ -264,7 +274,7 @@ class DynamoFeed:
 
     def _row_item(self, entry: FeedEntry, seq: int, expires: int) -> TransactItem:
         values = {
-            "pk": _user_pk(entry.user_id),
+            "pk": _rows_pk(entry.user_id, seq),
             "sk": seq,
             "event_id": entry.event_id,
             "frame_type": entry.frame_type,
@@ -277,19 +287,15 @@ class DynamoFeed:
         return {"Put": {"TableName": self.table, "Item": to_item(values)}}
 
     async def _load_heads(self, users: list[str]) -> None:
-        for start in range(0, len(users), 100):
-            part = users[start : start + 100]
-            keys = [{"pk": {"S": _user_pk(u)}, "sk": {"N": str(HEAD)}} for u in part]
-            found: dict[str, int] = {}
-            request: dict[str, Any] = {self.table: {"Keys": keys, "ConsistentRead": True}}
-            while request:
-                response = await self._client.batch_get_item(RequestItems=request)
-                for item in response.get("Responses", {}).get(self.table, []):
-                    row = from_item(item)
-                    found[row["pk"].removeprefix("user#")] = int(row.get("head", 0))
-                request = dict(response.get("UnprocessedKeys") or {})
-            for user in users[start : start + 100]:
-                self._remember_head(user, found.get(user, 0))
+        if not users:
+            return
+        keys = [{"pk": {"S": _user_pk(u)}, "sk": {"N": str(HEAD)}} for u in users]
+        found = {
+            row["pk"].removeprefix("user#"): int(row.get("head", 0))
+            for row in await self._batch_get(keys)
+        }
+        for user in users:
+            self._remember_head(user, found.get(user, 0))
 
     def _remember_head(self, user: str, head: int) -> None:
         self._heads[user] = head
@@ -298,11 +304,8 @@ class DynamoFeed:
             self._heads.popitem(last=False)
 
     def _mark_recent(self, key: str) -> None:
-        event = self._recent.get(key)
-        if event is None:
-            event = self._recent[key] = asyncio.Event()
-        event.set()
-        while len(self._recent) > 10_000:
+        self._recent[key] = None
+        while len(self._recent) > 100_000:
             self._recent.popitem(last=False)
 
     # --- reading ------------------------------------------------------------------
@@ -316,25 +319,24 @@ class DynamoFeed:
         return int(from_item(response.get("Item", {})).get("head", 0))
 
     async def read(self, user_id: str, after: int, limit: int = 100) -> tuple[list[FeedRow], bool]:
-        """Rows after `after`, in order; True if there may be more."""
-        response = await self._client.query(
-            TableName=self.table,
-            KeyConditionExpression="pk = :pk AND sk > :after",
-            ExpressionAttributeValues={
-                ":pk": {"S": _user_pk(user_id)},
-                ":after": {"N": str(after)},
-            },
-            ConsistentRead=True,
-            Limit=limit,
-        )
+        """Up to `limit` (≤ 100) rows after `after`, in order; True if there may be
+        more. Numbers are contiguous, so the rows are fetched by key (one
+        BatchGetItem; a Query's cost grows with the table on moto server) and
+        the first missing number ends the feed."""
+        limit = max(1, min(limit, 100))
+        seqs = range(after + 1, after + 1 + limit)
+        keys = [{"pk": {"S": _rows_pk(user_id, q)}, "sk": {"N": str(q)}} for q in seqs]
+        found = {int(item["sk"]): item for item in await self._batch_get(keys)}
         now = int(self._clock())
         rows = []
-        for item in response.get("Items", []):
-            value = from_item(item)
+        for seq in seqs:
+            value = found.get(seq)
+            if value is None:
+                break
             expired = int(value.get("expires_at", now)) < now  # TTL deletes late
             rows.append(
                 FeedRow(
-                    seq=int(value["sk"]),
+                    seq=seq,
                     frame_type="" if expired else value["frame_type"],
                     data={} if expired else json.loads(value["data"]),
                     audience=Audience(
@@ -342,41 +344,88 @@ class DynamoFeed:
                     ),
                 )
             )
-        return rows, "LastEvaluatedKey" in response
+        return rows, len(rows) == limit
 
-    async def receipt(self, key: str) -> set[str] | None:
-        """The users an append touched, or None if it has not happened (yet)."""
-        response = await self._client.get_item(
-            TableName=self.table,
-            Key={"pk": {"S": _receipt_pk(key)}, "sk": {"N": str(HEAD)}},
-            ConsistentRead=True,
-        )
-        item = from_item(response.get("Item", {}))
-        if not item or int(item.get("expires_at", 0)) < int(self._clock()):
-            return None
-        return set(json.loads(item["users"]))
+    async def _batch_get(self, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        for start in range(0, len(keys), 100):
+            request: dict[str, Any] = {
+                self.table: {"Keys": keys[start : start + 100], "ConsistentRead": True}
+            }
+            while request:
+                response = await self._client.batch_get_item(RequestItems=request)
+                items += [from_item(i) for i in response.get("Responses", {}).get(self.table, [])]
+                request = dict(response.get("UnprocessedKeys") or {})
+        return items
 
-    def written_here(self, key: str) -> asyncio.Event:
-        """Set once this process has appended `key` (or found it appended)."""
-        event = self._recent.get(key)
-        if event is None:
-            event = self._recent[key] = asyncio.Event()
-        return event
+    async def receipts(self, keys: Sequence[str]) -> dict[str, set[str]]:
+        """The users each done append touched (keys not appended yet are absent)."""
+        wanted = [{"pk": {"S": _receipt_pk(k)}, "sk": {"N": str(HEAD)}} for k in keys]
+        now = int(self._clock())
+        return {
+            row["pk"].removeprefix("receipt#"): set(json.loads(row["users"]))
+            for row in await self._batch_get(wanted)
+            if int(row.get("expires_at", 0)) >= now
+        }
 
-    def forget(self, key: str) -> None:
-        event = self._recent.get(key)
-        if event is not None and not event.is_set():
-            del self._recent[key]
+    def written_here(self, key: str) -> bool:
+        """This process appended `key` (or found it appended) lately."""
+        return key in self._recent
 
 
 class DynamoMembers:
-    """The notifier's view of who is in which channel (from ChannelJoined)."""
+    """The notifier's view of who is in which channel (from ChannelJoined).
 
-    def __init__(self, client: DynamoDBClient, table: str) -> None:
+    Every message needs its channel's members, so a replica keeps each
+    channel's set for `cache_seconds` (one Query per channel and period, not
+    one per message) and adds the joins it records itself at once; a join
+    recorded by a peer replica shows here within `cache_seconds`.
+    """
+
+    def __init__(
+        self,
+        client: DynamoDBClient,
+        table: str,
+        *,
+        cache_seconds: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._client = client
         self.table = table
+        self._ttl = cache_seconds
+        self._clock = clock
+        self._cache: OrderedDict[str, tuple[float, set[str]]] = OrderedDict()
+        self._loading: dict[str, asyncio.Future[set[str]]] = {}
 
     async def members(self, channel_id: str) -> set[str]:
+        cached = self._cache.get(channel_id)
+        if cached is not None and cached[0] > self._clock():
+            return set(cached[1])
+        loading = self._loading.get(channel_id)
+        if loading is None:  # one query per channel at a time, shared
+            loading = asyncio.ensure_future(self._load(channel_id))
+            self._loading[channel_id] = loading
+            loading.add_done_callback(lambda _: self._loading.pop(channel_id, None))
+        return set(await asyncio.shield(loading))
+
+    async def _load(self, channel_id: str) -> set[str]:
+        expires = self._clock() + self._ttl
+        found = await self._query(channel_id)
+        self._cache[channel_id] = (expires, found)
+        self._cache.move_to_end(channel_id)
+        while len(self._cache) > 10_000:
+            self._cache.popitem(last=False)
+        return found
+
+    def _joined(self, channel_id: str, user_id: str) -> None:
+        cached = self._cache.get(channel_id)
+        if cached is not None:
+            cached[1].add(user_id)
+        loading = self._loading.get(channel_id)
+        if loading is not None:  # it may have read the table before this join
+            loading.add_done_callback(lambda _: self._joined(channel_id, user_id))
+
+    async def _query(self, channel_id: str) -> set[str]:
         found: set[str] = set()
         start: dict[str, Any] | None = None
         while True:
@@ -412,6 +461,7 @@ class DynamoMembers:
 
     async def add(self, channel_id: str, user_id: str, reason: str) -> None:
         """Record a membership announced by a ChannelJoined (idempotent)."""
+        self._joined(channel_id, user_id)
         try:
             await self._client.put_item(
                 TableName=self.table,
