@@ -105,8 +105,10 @@ async def run_components(
         yield
     finally:
         log.info("runtime.stopping")
-        # 1. stop consuming and let in-flight handlers finish
-        await asyncio.gather(*(c.bus.stop(drain_timeout) for c in started), return_exceptions=True)
+        # 1. stop consuming and let in-flight handlers finish (publishing still works)
+        await asyncio.gather(
+            *(c.bus.stop_consuming(drain_timeout) for c in started), return_exceptions=True
+        )
         # 2. stop background loops
         for task in loops:
             task.cancel()
@@ -121,6 +123,8 @@ async def run_components(
                     log.warning(
                         "runtime.stop_hook_failed", component=component.name, error=repr(exc)
                     )
+        # 4. disconnect
+        await asyncio.gather(*(c.bus.close() for c in started), return_exceptions=True)
         log.info("runtime.stopped")
 
 

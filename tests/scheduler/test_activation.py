@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from shared.dynamo import transact
+from shared.events import Envelope, RoomCancelled
 from tests.scheduler.conftest import EventProbe, MovableClock, scheduler_app
 from tests.support import wait_until
 
@@ -193,3 +195,18 @@ async def test_rooms_past_their_ttl_are_not_read_and_readiness_watches_the_loop(
         listed = (await client.get("/schedule", params={"status": "ended"})).json()
         assert listed["items"] == []
         assert scheduler.activator.ticks > 0
+
+
+async def test_events_still_in_the_outbox_at_shutdown_are_published_by_the_flush(
+    scheduler_settings, aws, probe: EventProbe
+) -> None:
+    """The runtime flushes outboxes on the way out, while the bus can still
+    publish (a row the relay would have taken after its grace period)."""
+    async with scheduler_app(scheduler_settings()) as (_, scheduler):
+        envelope = Envelope.new(
+            RoomCancelled(room_id="left-behind", cancelled_by="ada"), producer="scheduler"
+        )
+        row = scheduler.outbox.row(envelope)
+        await transact(aws.dynamodb, [row.item(scheduler.outbox.table)])
+    [(_, flushed)] = await probe.wait_for("RoomCancelled", "left-behind")
+    assert flushed.event_id == envelope.event_id
