@@ -224,7 +224,7 @@ async def _publisher(url: str, prefix: str, probe: list[float]) -> AsyncIterator
 
 async def _latency_round(
     bus: AmqpBus, clients: Clients, probe: list[float], rate: int
-) -> tuple[list[float], list[float], int]:
+) -> tuple[list[float], list[float], float]:
     clients.latencies.clear()
     probe.clear()
     total = rate * SECONDS
@@ -241,7 +241,8 @@ async def _latency_round(
         task.add_done_callback(pending.discard)
     await asyncio.gather(*pending)
     await _wait(lambda: len(clients.latencies) >= total and len(probe) >= total, 120)
-    return list(clients.latencies), list(probe), total
+    span = time.monotonic() - began
+    return list(clients.latencies), list(probe), round(len(clients.latencies) / span, 1)
 
 
 async def _seed_members(moto: str, prefix: str, channel: str, users: list[str]) -> None:
@@ -294,8 +295,10 @@ async def run(report: Report) -> None:
                 # warm-up: connections, table caches, the feed heads
                 await _latency_round(bus, clients, probe, 20)
                 for rate in RATES:
-                    frames, bus_trips, total = await _latency_round(bus, clients, probe, rate)
+                    frames, bus_trips, delivered = await _latency_round(bus, clients, probe, rate)
+                    total = rate * SECONDS
                     extra = {"rate": rate, "messages": total, "driven_by": "bus (chat's event)"}
+                    report.emit(BENCH, "frames_delivered_per_s", delivered, "msg/s", **extra)
                     if len(frames) < total:
                         report.emit(
                             BENCH, "post_to_ws_missing", total - len(frames), "frames", **extra
