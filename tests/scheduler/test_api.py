@@ -3,6 +3,7 @@ titles, paging and the JSON error of every refusal."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
@@ -256,3 +257,14 @@ async def test_a_second_delete_is_409_room_cancelled(client) -> None:
         409,
         "room_cancelled",
     )
+
+
+async def test_concurrent_rooms_with_one_title_make_one_room(client) -> None:
+    title = f"Race {time.time_ns()}"
+    responses = await asyncio.gather(
+        *(client.post("/schedule", json=body(title=title)) for _ in range(10))
+    )
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [201] + [409] * 9, [r.text for r in responses]
+    for refused in (r for r in responses if r.status_code == 409):
+        error(refused, 409, "title_taken")
