@@ -1,15 +1,16 @@
 """WebSocket sessions: each one pumps its user's feed, in order, to the client.
 
-A session never sends an event it got from the bus directly: the bus only
-wakes it ("something new for this user"), and it then reads its user's feed
-after the last row it sent. Replay (`?since=`) and live delivery are the same
+A session never sends an event it got from the bus: it sends feed rows, in
+their order, after the last one it sent. Rows this process has just committed
+are handed over directly when they follow on (`offer`); otherwise the session
+is woken and reads its feed. Replay (`?since=`) and live delivery are the same
 loop, so there is no gap between them and no duplicate; a client that
 reconnects anywhere resumes from its last frame's cursor.
 
 Close codes: 4401 no or bad token; 4400 a malformed or unknown cursor; 4410 a
 cursor more than `replay_limit` frames behind (fetch state over HTTP, then
 connect without `since`); 4429 a client too slow to take its frames (its send
-buffer filled up, or one frame could not be written within the send timeout):
+buffer stayed full, or one frame could not be written, for the send timeout):
 reconnect with the last cursor.
 """
 
