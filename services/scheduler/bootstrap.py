@@ -55,7 +55,6 @@ async def build(
     rules = Rules(
         start_grace_seconds=settings.scheduler_start_grace_seconds,
         max_lead_seconds=settings.scheduler_max_lead_days * 86400,
-        retention_seconds=settings.scheduler_retention_seconds,
     )
     activator = Activator(
         store,

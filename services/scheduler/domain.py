@@ -121,7 +121,6 @@ def title_key(title: str) -> str:
 class Rules:
     start_grace_seconds: int = 60
     max_lead_seconds: int = 366 * 86400
-    retention_seconds: int = 30 * 86400
 
     def check_start(self, start_at: int, now: float) -> None:
         if start_at < now - self.start_grace_seconds:

@@ -46,7 +46,7 @@ from services.scheduler.ports import Change, DueRooms, Page, StaleRooms
 from shared.store import Store
 
 NOW = 1_800_000_000
-RULES = Rules(start_grace_seconds=60, max_lead_seconds=86400, retention_seconds=3600)
+RULES = Rules(start_grace_seconds=60, max_lead_seconds=86400)
 
 
 def draft(**overrides) -> RoomDraft:
