@@ -9,7 +9,7 @@ is delivered twice, and gets the frames and one inbox entry."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -20,27 +20,30 @@ from services.chat.settings import ChatSettings
 from services.notifier.bootstrap import definition as notifier_definition
 from services.notifier.settings import NotifierSettings
 from shared.auth import mint_local_token
-from shared.bus import Subscription, create_bus
+from shared.bus import Subscription, create_bus, instance_id
 from shared.events import Envelope
 from shared.service import create_platform_app
 from shared.settings import BelfrySettings
-from tests.notifier.conftest import ws_client
+from tests.notifier.conftest import drop_topology, ws_client
 from tests.support import serving, wait_until
 
 pytestmark = pytest.mark.amqp
 
 
 @pytest.fixture
-def common(
+async def common(
     make_settings: Callable[..., BelfrySettings], amqp_url: str, moto_url: str, chime_url: str
-) -> dict[str, Any]:
-    """Settings both services share: this test's broker names, moto, the emulator."""
-    return make_settings(
+) -> AsyncIterator[dict[str, Any]]:
+    """Settings both services share: this test's broker names, moto, the emulator.
+    The test's queues and exchanges are deleted afterwards."""
+    settings = make_settings(
         amqp_url=amqp_url,
         aws_endpoint_url=moto_url,
         chime_endpoint_url=chime_url,
         retry_delays_seconds=(0.2, 0.5, 1.0, 2.0),
-    ).model_dump()
+    )
+    yield settings.model_dump()
+    await drop_topology(settings, f"notifier.fanout.{instance_id(settings)}", "spy.mentions")
 
 
 async def test_customer_manager_chat_with_mentions_and_a_lazy_join(
