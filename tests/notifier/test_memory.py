@@ -3,14 +3,18 @@ server and the Chime emulator: frames arrive, a lazy join happens."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
+from websockets.asyncio.client import connect
+
 from services.notifier.bootstrap import definition
 from services.notifier.settings import NotifierSettings
+from shared.auth import mint_local_token
 from shared.bus import MemoryBroker, create_bus
 from shared.service import create_platform_app
-from tests.notifier.conftest import Chat, World, ws_client
+from tests.notifier.conftest import Chat, World, ws_client, ws_url
 from tests.support import serving
 
 
@@ -37,6 +41,13 @@ async def test_the_notifier_works_on_the_memory_bus(
             )
             assert m1.of("message.posted")[0]["data"]["content"] == "hello"
             assert m2.of("message.posted") == []  # not a member of c1's customer channel
+        # the token in a first frame instead of the query string
+        token = mint_local_token(settings, "c1", ["customer"])
+        async with connect(ws_url(base)) as ws:
+            await ws.send(json.dumps({"type": "auth", "token": token}))
+            ready = json.loads(await ws.recv())
+            assert ready["type"] == "session.ready"
+            assert ready["data"]["user_id"] == "c1"
     await bus.stop()
     channel = await chime.channel(world.managers_arn)
     assert world.arn("m2") in channel["members"]
