@@ -7,6 +7,7 @@ fails the run instead of skipping the broker tests.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import socket
@@ -15,11 +16,14 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import aio_pika
+import aio_pika.channel
+import aio_pika.exceptions
 import pytest
 
 from emulators.chime.control import EmulatorControl
@@ -72,6 +76,71 @@ def _rabbitmqctl(*args: str) -> str | None:
     return done.stdout if done.returncode == 0 else None
 
 
+# Every queue a test declares, recorded by wrapping aio-pika's declare (test-only):
+# a test's queues are deleted after it, the rest at the end of the session, one at
+# a time. Deleting a vhost that still holds hundreds of quorum queues stalls
+# RabbitMQ 3.10 for minutes (and two such deletions at once wedged it), so the
+# session vhost is emptied before it is deleted.
+_declared_queues: set[str] = set()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _record_declared_queues() -> Iterator[None]:
+    original = aio_pika.channel.Channel.declare_queue
+
+    async def recording(self: Any, name: str | None = None, **kwargs: Any) -> Any:
+        queue = await original(self, name, **kwargs)
+        if name and not kwargs.get("passive"):
+            _declared_queues.add(name)
+        return queue
+
+    aio_pika.channel.Channel.declare_queue = recording  # type: ignore[method-assign]
+    yield
+    aio_pika.channel.Channel.declare_queue = original  # type: ignore[method-assign]
+
+
+async def _delete_queues(url: str, names: Iterable[str]) -> None:
+    """Delete the named queues (absent ones are fine), sequentially."""
+    names = sorted(names)
+    if not names:
+        return
+    connection = await aio_pika.connect(url, timeout=10)
+    try:
+        channel = await connection.channel()
+        for name in names:
+            try:
+                await channel.queue_delete(name, timeout=30)
+            except aio_pika.exceptions.AMQPError:
+                channel = await connection.channel()  # a failed call closes the channel
+    finally:
+        await connection.close()
+
+
+@pytest.fixture(autouse=True)
+async def _delete_test_queues(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    """After a test that used `test_id`, delete the queues named after it."""
+    if "test_id" not in request.fixturenames:
+        yield
+        return
+    prefix = f"{request.getfixturevalue('test_id')}."
+    yield
+    mine = {name for name in _declared_queues if name.startswith(prefix)}
+    if mine:
+        await _delete_queues(request.getfixturevalue("amqp_url"), mine)
+        _declared_queues.difference_update(mine)
+
+
+def _empty_and_delete_vhost(url: str, vhost: str) -> None:
+    queues = (_rabbitmqctl("list_queues", "-p", vhost, "--no-table-headers", "name") or "").split()
+    asyncio.run(_delete_queues(_vhost_url(url, vhost), queues))
+    _rabbitmqctl("delete_vhost", vhost)
+
+
+def _vhost_url(url: str, vhost: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{vhost}", parts.query, ""))
+
+
 @contextmanager
 def _session_vhost(url: str) -> Iterator[str]:
     """A vhost of this test session on a local broker, deleted at the end, so
@@ -85,7 +154,7 @@ def _session_vhost(url: str) -> Iterator[str]:
         if line.startswith("belfry-test-"):
             pid = line.split("-")[2]
             if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
-                _rabbitmqctl("delete_vhost", line)
+                _empty_and_delete_vhost(url, line)
     vhost = f"belfry-test-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     user = parts.username or "guest"
     if _rabbitmqctl("add_vhost", vhost) is None or (
@@ -93,9 +162,12 @@ def _session_vhost(url: str) -> Iterator[str]:
     ):
         yield url
         return
+    isolated = _vhost_url(url, vhost)
     try:
-        yield urlunsplit((parts.scheme, parts.netloc, f"/{vhost}", parts.query, ""))
+        yield isolated
     finally:
+        asyncio.run(_delete_queues(isolated, _declared_queues))
+        _declared_queues.clear()
         _rabbitmqctl("delete_vhost", vhost)
 
 
