@@ -21,7 +21,7 @@ import asyncio
 import base64
 import json
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -82,6 +82,11 @@ def _receipt_pk(key: str) -> str:
     return f"receipt#{key}"
 
 
+def _settle(future: asyncio.Future[bool], result: bool) -> None:
+    if not future.done():  # its handler may have been cancelled (shutdown)
+        future.set_result(result)
+
+
 @dataclass
 class _Append:
     key: str
@@ -122,7 +127,7 @@ class DynamoFeed:
         self._retention = retention_seconds
         self._on_written = on_written
         self._clock = clock
-        self._pending: list[_Append] = []
+        self._pending: deque[_Append] = deque()
         self._wake = asyncio.Event()
         self._heads: OrderedDict[str, int] = OrderedDict()
         self._recent: OrderedDict[str, None] = OrderedDict()
@@ -180,7 +185,7 @@ class DynamoFeed:
                 or any(a.key == append.key for a in tx.appends)  # a redelivery: next tx
             ):
                 break
-            self._pending.pop(0)
+            self._pending.popleft()
             tx.appends.append(append)
             for entry in append.entries:
                 tx.users[entry.user_id] = tx.users.get(entry.user_id, 0) + 1
@@ -202,7 +207,7 @@ class DynamoFeed:
                     if kind == "receipt":  # appended before: a redelivery
                         append = next(a for a in appends if a.key == value)
                         appends.remove(append)
-                        append.done.set_result(False)
+                        _settle(append.done, False)
                     elif kind == "head":  # another replica appended for this user
                         self._heads.pop(value, None)
                 continue
@@ -210,7 +215,7 @@ class DynamoFeed:
                 self._remember_head(user, head)
             for append in appends:
                 self._mark_recent(append.key)
-                append.done.set_result(True)
+                _settle(append.done, True)
             self._on_written(rows)
             return
         raise RuntimeError("feed append kept conflicting")
