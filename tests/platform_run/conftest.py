@@ -84,6 +84,8 @@ def platform_env(transport_url: str | None, test_id: str) -> dict[str, str]:
                 "BELFRY_EXCHANGE": f"{test_id}.events",
                 "BELFRY_DEAD_LETTER_EXCHANGE": f"{test_id}.dlx",
                 "BELFRY_QUEUE_PREFIX": f"{test_id}.",
+                # One retry level: fewer quorum queues on the shared broker.
+                "BELFRY_RETRY_DELAYS_SECONDS": "[0.5]",
             }
         )
     return env
