@@ -88,9 +88,6 @@ class Hub:
             if not sessions:
                 del self._sessions[session.user_id]
 
-    def connected(self, users: Iterable[str]) -> list[str]:
-        return [u for u in users if u in self._sessions]
-
     def poke(self, users: Iterable[str]) -> None:
         for user in users:
             for session in self._sessions.get(user, ()):

@@ -571,15 +571,6 @@ class DynamoMentions:
             raise
         return True
 
-    async def get(self, user_id: str, mention_id: str) -> dict[str, Any] | None:
-        response = await self._client.get_item(
-            TableName=self.table,
-            Key={"user_id": {"S": user_id}, "mention_id": {"S": mention_id}},
-            ConsistentRead=True,
-        )
-        item = response.get("Item")
-        return _mention_out(from_item(item)) if item else None
-
 
 def _mention_out(item: dict[str, Any]) -> dict[str, Any]:
     return {
