@@ -53,7 +53,10 @@ def scheduler_settings(
 
     def factory(**overrides: Any) -> SchedulerSettings:
         base = make_settings(amqp_url=amqp_url, aws_endpoint_url=moto_url).model_dump()
+        # the scheduler consumes nothing: one retry level is enough, and every
+        # level is a quorum queue per platform queue on the shared broker
         base.update(scheduler_tick_seconds=0.1, scheduler_outbox_relay_seconds=0.2)
+        base.update(retry_delays_seconds=(0.05,))
         base.update(overrides)
         return SchedulerSettings(**base)
 
@@ -139,7 +142,7 @@ def unique_settings(amqp_url: str, moto_url: str, **overrides: Any) -> Scheduler
         "dead_letter_exchange": f"{prefix}.dlx",
         "queue_prefix": f"{prefix}.",
         "table_prefix": prefix,
-        "retry_delays_seconds": (0.05, 0.1),
+        "retry_delays_seconds": (0.05,),
         "log_format": "console",
         "scheduler_tick_seconds": 0.1,
         **overrides,
