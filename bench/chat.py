@@ -27,18 +27,15 @@ import asyncio
 import contextlib
 import json
 import os
-import socket
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-import httpx
 from aiobotocore.session import get_session
 from websockets.asyncio.client import ClientConnection, connect
 
+from bench.processes import chime_emulator, free_port, moto, running
 from bench.report import Report
 from services.notifier.settings import NotifierSettings
 from shared.auth import mint_local_token
@@ -51,80 +48,32 @@ BENCH = "chat"
 RATES = tuple(int(r) for r in os.environ.get("BENCH_CHAT_RATES", "100,500").split(",") if r)
 SECONDS = 10
 FANOUT_CLIENTS = 200
-STARTUP_TIMEOUT_S = 60
 NOTIFIER_LOG = os.environ.get("BENCH_NOTIFIER_LOG", "/tmp/belfry-bench-notifier.log")  # noqa: S108
 APP = "arn:aws:chime:us-east-1:123456789012:app-instance/bench"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while True:
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline or process.poll() is not None:
-            raise RuntimeError(f"{url} did not become ready")
-        time.sleep(0.2)
-
-
-@contextlib.contextmanager
-def _process(
-    args: list[str], ready: str, env: dict[str, str] | None = None, log: str | None = None
-) -> Iterator[int]:
-    output = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115 - closed below
-    process = subprocess.Popen(
-        [sys.executable, "-m", *args],
-        env={**os.environ, **(env or {})},
-        stdout=output,
-        stderr=output,
-    )
-    try:
-        _wait_ready(ready, process)
-        yield process.pid
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        if log and not isinstance(output, int):
-            output.close()
 
 
 @contextlib.contextmanager
 def _stack(amqp_url: str, prefix: str) -> Iterator[tuple[str, str]]:
     """moto, the emulator and the notifier; yields (notifier URL, moto URL)."""
-    moto_port, chime_port, port = _free_port(), _free_port(), _free_port()
-    moto, chime = f"http://127.0.0.1:{moto_port}", f"http://127.0.0.1:{chime_port}"
-    env = {
-        "BELFRY_AMQP_URL": amqp_url,
-        "BELFRY_AWS_ENDPOINT_URL": moto,
-        "BELFRY_CHIME_ENDPOINT_URL": chime,
-        "BELFRY_EXCHANGE": f"{prefix}.events",
-        "BELFRY_DEAD_LETTER_EXCHANGE": f"{prefix}.dlx",
-        "BELFRY_QUEUE_PREFIX": f"{prefix}.",
-        "BELFRY_TABLE_PREFIX": prefix,
-        "BELFRY_INSTANCE_ID": "bench",
-        "BELFRY_PORT": str(port),
-        "BELFRY_LOG_LEVEL": "WARNING",
-        "BELFRY_LOG_FORMAT": "json",
-        "AWS_ACCESS_KEY_ID": "bench",
-        "AWS_SECRET_ACCESS_KEY": "bench",
-    }
-    with (
-        _process(["emulators.aws", "--port", str(moto_port)], f"{moto}/moto-api/"),
-        _process(["emulators.chime", "--port", str(chime_port)], f"{chime}/_emulator/health"),
-        _process(["services.notifier"], f"http://127.0.0.1:{port}/readyz", env, NOTIFIER_LOG),
-    ):
-        yield f"http://127.0.0.1:{port}", moto
+    port = free_port()
+    with moto() as (moto_url, _), chime_emulator() as (chime, _):
+        env = {
+            "BELFRY_AMQP_URL": amqp_url,
+            "BELFRY_AWS_ENDPOINT_URL": moto_url,
+            "BELFRY_CHIME_ENDPOINT_URL": chime,
+            "BELFRY_EXCHANGE": f"{prefix}.events",
+            "BELFRY_DEAD_LETTER_EXCHANGE": f"{prefix}.dlx",
+            "BELFRY_QUEUE_PREFIX": f"{prefix}.",
+            "BELFRY_TABLE_PREFIX": prefix,
+            "BELFRY_INSTANCE_ID": "bench",
+            "BELFRY_PORT": str(port),
+            "BELFRY_LOG_LEVEL": "WARNING",
+            "BELFRY_LOG_FORMAT": "json",
+            "AWS_ACCESS_KEY_ID": "bench",
+            "AWS_SECRET_ACCESS_KEY": "bench",
+        }
+        with running(["services.notifier"], f"http://127.0.0.1:{port}/readyz", env, NOTIFIER_LOG):
+            yield f"http://127.0.0.1:{port}", moto_url
 
 
 class Clients:

@@ -12,19 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import socket
-import subprocess
-import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import httpx
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 
+from bench.processes import chime_emulator, cpu_seconds
 from bench.report import Report
 
 BENCH = "emulator"
@@ -33,47 +29,6 @@ CONCURRENCY = 16
 REQUESTS = 3000
 WARMUP = 100
 ATTENDEES_PER_MEETING = 200  # under Chime's capacity of 250
-STARTUP_TIMEOUT_S = 20.0
-
-
-def _cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time of a process (Linux), to tell server cost from client cost."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextlib.contextmanager
-def _emulator_process() -> Iterator[tuple[str, int]]:
-    port = _free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "emulators.chime", "--port", str(port), "--log-level", "warning"]
-    )
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while True:  # wait for readiness, bounded
-            try:
-                if httpx.get(f"{base_url}/_emulator/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise RuntimeError("the emulator did not become ready")
-            time.sleep(0.05)
-        yield base_url, process.pid
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 @contextlib.asynccontextmanager
@@ -153,10 +108,10 @@ async def _measure(
     server_pid: int,
     call: Callable[[dict[str, Any], int], Awaitable[Any]],
 ) -> None:
-    cpu_before = _cpu_seconds(server_pid)
+    cpu_before = cpu_seconds(server_pid)
     elapsed, latencies = await _drive(clients, REQUESTS, call)
-    cpu_after = _cpu_seconds(server_pid)
-    server_cpu = None if cpu_before is None or cpu_after is None else cpu_after - cpu_before
+    cpu_after = cpu_seconds(server_pid)
+    server_cpu = cpu_after - cpu_before
     _report(report, name, elapsed, latencies, server_cpu)
 
 
@@ -216,7 +171,7 @@ async def _bench_send_channel_message(
 
 
 async def run(report: Report) -> None:
-    with _emulator_process() as (base_url, server_pid):
+    with chime_emulator() as (base_url, server_pid):
         async with _clients(base_url) as clients:
             await _bench_create_attendee(report, clients, server_pid)
             await _bench_send_channel_message(report, clients, server_pid)

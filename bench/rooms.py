@@ -22,8 +22,6 @@ import asyncio
 import contextlib
 import functools
 import os
-import socket
-import subprocess
 import sys
 import time
 import uuid
@@ -35,6 +33,7 @@ import httpx
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 
+from bench.processes import chime_emulator, cpu_seconds, free_port, moto, running
 from bench.report import Report, percentile
 from emulators.chime.control import EmulatorControl
 from services.rooms.adapters.dynamo import ATTENDEES_TABLE, ROOMS_TABLE, RoomTables
@@ -49,7 +48,6 @@ CONCURRENCY = 32
 RAW_CALLS = 500
 SEQUENTIAL = 100
 PREFIX = "bench"
-STARTUP_TIMEOUT_S = 60.0
 
 
 def _aws(service: str, endpoint: str, config: AioConfig | None = None) -> Any:
@@ -64,32 +62,6 @@ def _aws(service: str, endpoint: str, config: AioConfig | None = None) -> Any:
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while True:
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline or process.poll() is not None:
-            raise RuntimeError(f"{url} did not become ready")
-        time.sleep(0.1)
-
-
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (Linux)."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 @dataclass(frozen=True)
 class Stack:
     moto: str
@@ -99,56 +71,28 @@ class Stack:
 
     def cpu(self) -> dict[str, float]:
         pids = {**self.pids, "bench_client": os.getpid()}
-        return {name: _cpu_seconds(pid) for name, pid in pids.items()}
-
-
-@contextlib.contextmanager
-def _process(args: list[str], ready: str, env: dict[str, str] | None = None) -> Iterator[int]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", *args],
-        env={**os.environ, **(env or {})},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        _wait_ready(ready, process)
-        yield process.pid
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        return {name: cpu_seconds(pid) for name, pid in pids.items()}
 
 
 @contextlib.contextmanager
 def _stack() -> Iterator[Stack]:
     """moto, the emulator and the rooms service."""
-    moto_port, chime_port, rooms_port = _free_port(), _free_port(), _free_port()
-    moto = f"http://127.0.0.1:{moto_port}"
-    chime = f"http://127.0.0.1:{chime_port}"
+    rooms_port = free_port()
     rooms = f"http://127.0.0.1:{rooms_port}"
-    env = {
-        "BELFRY_AMQP_URL": "memory://",
-        "BELFRY_AWS_ENDPOINT_URL": moto,
-        "BELFRY_CHIME_ENDPOINT_URL": chime,
-        "BELFRY_TABLE_PREFIX": PREFIX,
-        "BELFRY_PORT": str(rooms_port),
-        "BELFRY_LOG_LEVEL": "WARNING",
-        "AWS_ACCESS_KEY_ID": "bench",
-        "AWS_SECRET_ACCESS_KEY": "bench",
-    }
-    with (
-        _process(["emulators.aws", "--port", str(moto_port)], f"{moto}/moto-api/") as moto_pid,
-        _process(
-            ["emulators.chime", "--port", str(chime_port), "--log-level", "warning"],
-            f"{chime}/_emulator/health",
-        ) as chime_pid,
-        _process(["services.rooms"], f"{rooms}/readyz", env) as rooms_pid,
-    ):
-        yield Stack(
-            moto, chime, rooms, {"moto": moto_pid, "emulator": chime_pid, "rooms": rooms_pid}
-        )
+    with moto() as (moto_url, moto_pid), chime_emulator() as (chime, chime_pid):
+        env = {
+            "BELFRY_AMQP_URL": "memory://",
+            "BELFRY_AWS_ENDPOINT_URL": moto_url,
+            "BELFRY_CHIME_ENDPOINT_URL": chime,
+            "BELFRY_TABLE_PREFIX": PREFIX,
+            "BELFRY_PORT": str(rooms_port),
+            "BELFRY_LOG_LEVEL": "WARNING",
+            "AWS_ACCESS_KEY_ID": "bench",
+            "AWS_SECRET_ACCESS_KEY": "bench",
+        }
+        with running(["services.rooms"], f"{rooms}/readyz", env) as rooms_pid:
+            pids = {"moto": moto_pid, "emulator": chime_pid, "rooms": rooms_pid}
+            yield Stack(moto_url, chime, rooms, pids)
 
 
 async def _drive(

@@ -25,10 +25,9 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 
-import httpx
-
+from bench.processes import moto
 from bench.report import Report
 from services.scheduler.adapters.dynamo import room_item
 from services.scheduler.bootstrap import Scheduler, build
@@ -47,39 +46,6 @@ LEVELS = (1_000, 5_000, 10_000, 20_000)
 DUE_PER_LEVEL = 20
 RETENTION = 86400
 PROBE_QUEUE = "bench.activated"
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextlib.contextmanager
-def _moto() -> Iterator[str]:
-    port = _free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "emulators.aws", "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"{url}/moto-api/", timeout=1)
-                break
-            except httpx.TransportError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("moto server did not start") from None
-                time.sleep(0.1)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def _settings(amqp_url: str, moto_url: str) -> SchedulerSettings:
@@ -287,7 +253,7 @@ async def reads_per_tick(report: Report, moto_url: str) -> None:
 
 async def run(report: Report) -> None:
     amqp_url = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
-    with _moto() as moto_url:
+    with moto() as (moto_url, _):
         await activation_lag(report, amqp_url, moto_url)
         await reads_per_tick(report, moto_url)
 
