@@ -224,8 +224,9 @@ async def run(report: Report) -> None:
     prefix = f"benchchat{uuid.uuid4().hex[:6]}"
     settings = NotifierSettings()
     probe: list[float] = []
-    with _stack(url, prefix) as (base, moto):
-        async with _publisher(url, prefix, probe) as bus:
+    # the notifier stops before the publisher deletes the topology (it would re-declare it)
+    async with _publisher(url, prefix, probe) as bus:
+        with _stack(url, prefix) as (base, moto):
             clients = Clients()
             try:
                 for user in ("c-bench", "m-bench"):
