@@ -8,14 +8,13 @@ from dataclasses import dataclass
 from shared.aws import AwsClients
 from shared.bus import EventBus
 from shared.dynamo import ensure_tables
-from shared.outbox import OUTBOX_TABLE
+from shared.outbox import OUTBOX_TABLE, Outbox
 from shared.runtime import Component, dynamodb_check
 from shared.service import ServiceDefinition
 from shared.store import Store
 
 from .activation import Activator
 from .adapters.dynamo import ROOMS_TABLE, TITLES_TABLE, DynamoSchedule
-from .adapters.outbox import BatchingOutbox
 from .api import SERVICE, router
 from .domain import Clock, Rules
 from .schedule import Schedule
@@ -31,7 +30,7 @@ class Scheduler:
     schedule: Schedule
     activator: Activator
     store: DynamoSchedule
-    outbox: BatchingOutbox
+    outbox: Outbox
     page_size: int
 
 
@@ -44,7 +43,7 @@ async def build(
 ) -> Component:
     """`clock` is for tests, which move time instead of waiting for it."""
     tables = await ensure_tables(aws.dynamodb, settings.table_prefix, SERVICE, TABLES)
-    outbox = BatchingOutbox(aws.dynamodb, tables["outbox"], bus)
+    outbox = Outbox(aws.dynamodb, tables["outbox"], bus)
     store = DynamoSchedule(
         aws.dynamodb,
         Store(aws.dynamodb, outbox=outbox),

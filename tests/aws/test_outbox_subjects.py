@@ -1,6 +1,6 @@
-"""The scheduler's outbox over moto: rows of a committed transaction are
-published (each room's in order) and the confirmed ones deleted in batches; a
-room whose publish fails keeps its rows, in order, for the relay."""
+"""The outbox over moto: rows of a committed transaction are published (each
+subject's in order, subjects concurrently) and the confirmed ones deleted in
+batches; a room whose publish fails keeps its rows, in order, for the relay."""
 
 from __future__ import annotations
 
@@ -8,12 +8,11 @@ from collections.abc import Mapping, Sequence
 
 import pytest
 
-from services.scheduler.adapters.outbox import BatchingOutbox
 from shared.aws import AwsClients
 from shared.bus import BusHealth, DeadLetter, EventBus, PublishFailed
 from shared.dynamo import ensure_tables, transact
 from shared.events import Envelope, RoomCancelled, RoomEnded
-from shared.outbox import OUTBOX_TABLE
+from shared.outbox import OUTBOX_TABLE, Outbox
 
 
 class FlakyBus(EventBus):
@@ -60,7 +59,7 @@ async def test_rooms_publish_independently_and_failures_stay_in_order(
     aws: AwsClients, outbox_table: str
 ) -> None:
     bus = FlakyBus(refuse={"RoomCancelled:r7"})
-    outbox = BatchingOutbox(aws.dynamodb, outbox_table, bus)
+    outbox = Outbox(aws.dynamodb, outbox_table, bus)
     events = [
         Envelope.new(RoomEnded(room_id=f"r{i}", ended_at=i), producer="scheduler")
         for i in range(60)
