@@ -24,19 +24,13 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import uvicorn
 from fastapi import FastAPI
 
 from services.platform.banner import Endpoints, render_banner
-from services.platform.composition import (
-    Loaded,
-    ServiceMissing,
-    in_ci,
-    load_definitions,
-    service_settings,
-)
+from services.platform.composition import definitions, service_settings
 from services.platform.embedded import (
     PortUnavailable,
     bind_socket,
@@ -48,7 +42,7 @@ from services.platform.embedded import (
 )
 from services.platform.settings import PlatformSettings
 from shared.logging import configure_logging, get_logger
-from shared.service import create_platform_app
+from shared.service import ServiceDefinition, create_platform_app
 
 log = get_logger("belfry.platform")
 
@@ -81,7 +75,7 @@ class Stopper:
         self.requested.set()
 
 
-async def run(settings: PlatformSettings, *, strict: bool) -> int:
+async def run(settings: PlatformSettings) -> int:
     stopper = Stopper(_exit_now)
     stopper.install()
     try:
@@ -107,11 +101,7 @@ async def run(settings: PlatformSettings, *, strict: bool) -> int:
                 )
                 stack.callback(chime_sock.close)
 
-            loaded = load_definitions(strict=strict)
-            if not loaded.definitions:
-                log.error("platform.no_services", missing=loaded.missing)
-                return 2
-
+            services = definitions()
             # Stopped last (the exit stack unwinds in reverse): the services need them
             # until their outboxes are flushed.
             aws_url = settings.aws_endpoint_url
@@ -122,12 +112,12 @@ async def run(settings: PlatformSettings, *, strict: bool) -> int:
                 chime_url = await stack.enter_async_context(embedded_chime(chime_sock))
 
             configs = service_settings(
-                loaded.definitions, aws_endpoint_url=aws_url, chime_endpoint_url=chime_url
+                services, aws_endpoint_url=aws_url, chime_endpoint_url=chime_url
             )
-            app = create_platform_app(loaded.definitions, settings=configs, title="Belfry")
+            app = create_platform_app(services, settings=configs, title="Belfry")
             # The services' lifespan, driven here rather than by uvicorn, so that its
             # failure is an exception of ours and its end comes after the gateway's.
-            log.info("platform.starting", services=[d.name for d in loaded.definitions])
+            log.info("platform.starting", services=[d.name for d in services])
             await stack.enter_async_context(app.router.lifespan_context(app))
             if not stopper.requested.is_set():
                 endpoints = Endpoints(
@@ -142,7 +132,7 @@ async def run(settings: PlatformSettings, *, strict: bool) -> int:
                     app,
                     sock=gateway_sock,
                     settings=settings,
-                    loaded=loaded,
+                    services=services,
                     endpoints=endpoints,
                 )
                 await stopper.requested.wait()
@@ -159,7 +149,7 @@ async def _serve_gateway(
     *,
     sock: socket.socket,
     settings: PlatformSettings,
-    loaded: Loaded,
+    services: Sequence[ServiceDefinition],
     endpoints: Endpoints,
 ) -> None:
     """Serve the app on the gateway socket (stopped by `stack`) and print the banner."""
@@ -176,14 +166,14 @@ async def _serve_gateway(
     prefixes = sorted(
         {
             "/" + path.strip("/").split("/")[0]
-            for d in loaded.definitions
+            for d in services
             for router in d.routers
             for route in router.routes
             if isinstance(path := getattr(route, "path", None), str) and path.strip("/")
         }
     )
-    names = [d.name for d in loaded.definitions]
-    print(render_banner(settings, endpoints, names, loaded.missing, prefixes), flush=True)
+    names = [d.name for d in services]
+    print(render_banner(settings, endpoints, names, prefixes), flush=True)
     log.info("platform.ready", url=endpoints.gateway, aws=endpoints.aws, chime=endpoints.chime)
 
 
@@ -198,12 +188,9 @@ def main() -> int:
     settings = PlatformSettings()
     configure_logging(settings.log_level, settings.log_format)
     try:
-        return asyncio.run(run(settings, strict=in_ci()))
+        return asyncio.run(run(settings))
     except PortUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except ServiceMissing as exc:
-        print(f"error: {exc} (CI=true runs need every service)", file=sys.stderr)
         return 2
     except Exception as exc:
         hint = _hint(exc, settings)

@@ -32,7 +32,6 @@ def render_banner(
     settings: BelfrySettings,
     endpoints: Endpoints,
     services: Sequence[str],
-    missing: Sequence[str] = (),
     prefixes: Sequence[str] = (),
 ) -> str:
     g = endpoints.gateway
@@ -63,8 +62,6 @@ def render_banner(
     if endpoints.chime_embedded and endpoints.chime:
         control = f"{endpoints.chime}/_emulator"
         lines.append(f"               emulator control API: {control} (docs/emulator.md)")
-    if missing:
-        lines += ["", f"  NOT RUNNING  {', '.join(missing)} (no bootstrap.definition yet)"]
     lines.append("")
     if settings.auth_mode == "local":
         lines += [

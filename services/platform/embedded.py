@@ -149,11 +149,16 @@ async def start_server(
 @contextlib.asynccontextmanager
 async def embedded_chime(sock: socket.socket) -> AsyncIterator[str]:
     """The Chime SDK emulator on an already bound socket, in this event loop."""
-    from emulators.chime.app import create_app
+    from emulators.chime.app import KEEP_ALIVE_SECONDS, create_app
 
     host, port = sock.getsockname()[:2]
     config = uvicorn.Config(
-        create_app(), log_config=None, lifespan="off", access_log=False, ws_ping_interval=20
+        create_app(),
+        log_config=None,
+        lifespan="off",
+        access_log=False,
+        ws_ping_interval=20,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
     )
     running = await start_server(config, sock, "embedded-chime")
     url = url_of(host, port)

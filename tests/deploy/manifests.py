@@ -14,7 +14,6 @@ import base64
 import copy
 import hashlib
 import importlib
-import inspect
 import json
 import re
 from collections.abc import Iterator
@@ -439,39 +438,11 @@ def parse_quantity(value: str | int | float) -> float:
 
 
 def settings_classes() -> dict[str, type[BelfrySettings]]:
-    """Each service's settings class: `services.<name>.SERVICE.settings_type` once the
-    service has landed, else a BelfrySettings subclass in `services.<name>.settings`,
-    else BelfrySettings itself."""
-    classes: dict[str, type[BelfrySettings]] = {}
-    for name in SERVICES:
-        package = importlib.import_module(f"services.{name}")
-        definition = getattr(package, "SERVICE", None)
-        if definition is not None:
-            classes[name] = definition.settings_type
-            continue
-        try:
-            module = importlib.import_module(f"services.{name}.settings")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"services.{name}.settings":
-                raise
-            classes[name] = BelfrySettings
-            continue
-        found = [
-            cls
-            for _, cls in inspect.getmembers(module, inspect.isclass)
-            if issubclass(cls, BelfrySettings) and cls.__module__ == module.__name__
-        ]
-        assert len(found) <= 1, f"services.{name}.settings defines {found}"
-        classes[name] = found[0] if found else BelfrySettings
-    return classes
-
-
-def pending_prefixes(classes: dict[str, type[BelfrySettings]]) -> tuple[str, ...]:
-    """`BELFRY_<SERVICE>_` of services whose settings class has not landed yet: their
-    variables cannot be checked until it has, and are accepted meanwhile."""
-    return tuple(
-        f"BELFRY_{name.upper()}_" for name, cls in classes.items() if cls is BelfrySettings
-    )
+    """Each service's settings class, as its definition names it."""
+    return {
+        name: importlib.import_module(f"services.{name}.bootstrap").definition.settings_type
+        for name in SERVICES
+    }
 
 
 def env_names(settings: type[BelfrySettings]) -> dict[str, str]:

@@ -6,8 +6,6 @@ import importlib
 import json
 import re
 
-import pytest
-
 from shared.dynamo import TableSpec
 from shared.settings import BelfrySettings
 from tests.deploy.manifests import (
@@ -104,16 +102,11 @@ def spec_row(spec: TableSpec) -> tuple[str, str, str, str]:
     )
 
 
-def service_table_specs(name: str) -> list[TableSpec] | None:
-    """The TableSpecs a landed service defines (its adapters and the inbox/outbox its
-    bootstrap imports); None before the service has landed."""
-    try:
-        adapters = importlib.import_module(f"services.{name}.adapters.dynamo")
-        bootstrap = importlib.import_module(f"services.{name}.bootstrap")
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.startswith(f"services.{name}"):
-            return None
-        raise
+def service_table_specs(name: str) -> list[TableSpec]:
+    """The TableSpecs a service defines (its adapters and the inbox/outbox its
+    bootstrap imports)."""
+    adapters = importlib.import_module(f"services.{name}.adapters.dynamo")
+    bootstrap = importlib.import_module(f"services.{name}.bootstrap")
     specs: dict[str, TableSpec] = {}
     for module in (adapters, bootstrap):
         for value in vars(module).values():
@@ -125,16 +118,9 @@ def service_table_specs(name: str) -> list[TableSpec] | None:
 
 def test_the_readme_lists_every_table_as_the_services_define_it() -> None:
     documented_tables = readme_tables()
-    assert documented_tables, "no table rows found in deploy/README.md"
-    landed = 0
-    for name in SERVICES:
-        specs = service_table_specs(name)
-        if specs is None:
-            continue
-        landed += 1
-        for spec in specs:
-            table = f"{name}-{spec.suffix}"
-            assert table in documented_tables, f"deploy/README.md lacks <prefix>-{table}"
-            assert documented_tables[table] == spec_row(spec), table
-    if not landed:
-        pytest.skip("no service has landed yet")
+    defined = {
+        f"{name}-{spec.suffix}": spec for name in SERVICES for spec in service_table_specs(name)
+    }
+    assert set(documented_tables) == set(defined), "deploy/README.md's tables are not the code's"
+    for table, spec in defined.items():
+        assert documented_tables[table] == spec_row(spec), table

@@ -31,7 +31,6 @@ from tests.deploy.manifests import (
     kustomize,
     of_kind,
     parse_quantity,
-    pending_prefixes,
     pod_spec,
     read_env_file,
     secret_fields,
@@ -369,12 +368,9 @@ def test_every_variable_is_a_setting(rendered: list[Manifest], name: str) -> Non
     classes = settings_classes()
     own = set(env_names(classes[name]))
     any_service = set().union(*(env_names(c) for c in classes.values()))
-    pending = pending_prefixes(classes)
     # Shared ConfigMap/Secret: a key some service reads (others ignore it).
     for source in env_sources(rendered, workload, secret_optional=True):
-        unknown = {
-            key for key in set(decoded_data(source)) - any_service if not key.startswith(pending)
-        }
+        unknown = set(decoded_data(source)) - any_service
         assert not unknown, f"{source['metadata']['name']}: not settings: {unknown}"
     unknown = {e["name"] for e in container(workload)["env"]} - own
     assert not unknown, f"{name}: not settings: {unknown}"
@@ -419,8 +415,6 @@ def test_chat_gets_its_own_app_instance_and_bucket(
     overlay: list[Manifest], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fields = settings_classes()["chat"].model_fields
-    if "chat_attachments_bucket" not in fields:
-        pytest.skip("chat's settings have not landed yet")
     settings: Any = pod_settings(overlay, "chat", monkeypatch)
     # Without an ARN chat lists AppInstances and may create one; S3 names are global.
     assert re.fullmatch(

@@ -14,7 +14,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.platform.composition import SERVICES, in_ci, load_definitions
 from tests.conftest import unique
 from tests.support import free_port
 
@@ -53,15 +52,6 @@ class RunningPlatform:
         self.process.send_signal(signal.SIGTERM)
         code = self.process.wait(timeout=timeout)
         return code, time.monotonic() - started
-
-
-def require_every_service() -> None:
-    missing = load_definitions(SERVICES).missing
-    if missing:
-        message = f"services not landed yet: {', '.join(missing)}"
-        if in_ci():
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
 
 
 def platform_env(transport_url: str | None, test_id: str) -> dict[str, str]:
@@ -116,7 +106,6 @@ def platform(
 ) -> Iterator[RunningPlatform]:
     """The whole platform in its own process, on free ports, its log in a file. The
     module's last test stops it; if it is still running at the end, it is stopped here."""
-    require_every_service()
     transport = request.param
     amqp = request.getfixturevalue("amqp_url") if transport == "amqp" else None
     test_id = unique("p")

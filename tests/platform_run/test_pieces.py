@@ -14,7 +14,7 @@ import pytest
 
 from services.platform.__main__ import Stopper
 from services.platform.banner import Endpoints, redact, render_banner
-from services.platform.composition import ServiceMissing, load_definitions, service_settings
+from services.platform.composition import definitions, service_settings
 from services.platform.demo import main as demo_main
 from services.platform.embedded import PortUnavailable, bind_socket
 from services.platform.settings import PlatformSettings
@@ -34,13 +34,14 @@ ENDPOINTS = Endpoints(
 
 def test_the_banner_says_where_everything_is_and_how_to_get_a_token() -> None:
     settings = PlatformSettings(amqp_url="amqp://belfry:s3cret@rabbit:5672/belfry")
-    text = render_banner(settings, ENDPOINTS, ["scheduler", "rooms"], ["chat"], ["/rooms"])
+    text = render_banner(settings, ENDPOINTS, ["scheduler", "rooms"], ["/rooms", "/schedule"])
     assert "http://127.0.0.1:8080/docs" in text
     assert "http://127.0.0.1:4566 (embedded moto)" in text
     assert "http://127.0.0.1:9911/_emulator" in text
     assert "amqp://belfry:***@rabbit:5672/belfry" in text
     assert "s3cret" not in text
-    assert "NOT RUNNING  chat" in text
+    assert "scheduler, rooms in one process" in text
+    assert "/rooms  /schedule" in text
     for group in ("admin", "manager", "customer"):
         assert f"GROUPS={group}" in text
 
@@ -61,23 +62,15 @@ def test_redact_leaves_urls_without_a_password_alone() -> None:
     assert redact("amqp://guest:guest@127.0.0.1/") == "amqp://guest:***@127.0.0.1/"
 
 
-def test_a_missing_service_is_skipped_locally_and_an_error_in_ci() -> None:
-    loaded = load_definitions(("no_such_service",), strict=False)
-    assert loaded.definitions == []
-    assert loaded.missing == ["no_such_service"]
-    with pytest.raises(ServiceMissing, match="no_such_service"):
-        load_definitions(("no_such_service",), strict=True)
-
-
-def test_every_loaded_definition_is_a_service_definition() -> None:
-    loaded = load_definitions()
-    assert all(isinstance(d, ServiceDefinition) for d in loaded.definitions)
-    assert {d.name for d in loaded.definitions} | set(loaded.missing) == {
+def test_the_platform_runs_the_four_services() -> None:
+    loaded = definitions()
+    assert all(isinstance(d, ServiceDefinition) for d in loaded)
+    assert [d.name for d in loaded] == [
         "scheduler",
         "rooms",
         "chat",
         "notifier",
-    }
+    ]
 
 
 def test_the_embedded_endpoints_reach_every_service() -> None:
