@@ -6,7 +6,7 @@ import argparse
 
 import uvicorn
 
-from emulators.chime.app import create_app
+from emulators.chime.app import KEEP_ALIVE_SECONDS, create_app
 from emulators.chime.config import EmulatorConfig
 from emulators.chime.emulator import Emulator
 
@@ -39,7 +39,13 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         parser.error(str(exc))
     app = create_app(Emulator(config=config))
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+    )
     return 0
 
 

@@ -14,6 +14,11 @@ from emulators.chime.control_api import control_routes
 from emulators.chime.emulator import ChimeRequest, Emulator
 from emulators.chime.sessions import serve_session
 
+# Idle connections stay open longer than SDK clients keep them pooled, as AWS
+# endpoints do: with uvicorn's default of 5 s a client without retries could
+# reuse a connection the server was closing (EndpointConnectionError).
+KEEP_ALIVE_SECONDS = 75
+
 _METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
 
 

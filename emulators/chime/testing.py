@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import uvicorn
 
-from emulators.chime.app import create_app
+from emulators.chime.app import KEEP_ALIVE_SECONDS, create_app
 from emulators.chime.emulator import Emulator
 
 _STARTUP_TIMEOUT_S = 30.0
@@ -45,6 +45,7 @@ def running_emulator(
         log_level="warning",
         lifespan="off",
         ws_ping_interval=None,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
     )
     server = _Server(config)
     thread = threading.Thread(
