@@ -29,7 +29,7 @@ import pytest
 from emulators.chime.control import EmulatorControl
 from shared.aws import AwsClients
 from shared.settings import BelfrySettings
-from tests.support import free_port
+from tests.support import free_port, isolated
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 
@@ -262,15 +262,7 @@ def make_settings(test_id: str) -> Callable[..., BelfrySettings]:
     """Settings isolated to this test (names prefixed with its id)."""
 
     def factory(**overrides: Any) -> BelfrySettings:
-        values: dict[str, Any] = {
-            "exchange": f"{test_id}.events",
-            "dead_letter_exchange": f"{test_id}.dlx",
-            "queue_prefix": f"{test_id}.",
-            "table_prefix": test_id,
-            "retry_delays_seconds": (0.05, 0.1),
-            "publish_timeout_seconds": 5.0,
-            "log_format": "console",
-        }
+        values: dict[str, Any] = {**isolated(test_id), "retry_delays_seconds": (0.05, 0.1)}
         values.update(overrides)
         return BelfrySettings(**values)
 

@@ -1,5 +1,6 @@
-"""Helpers for tests: bounded waits on conditions, and a TCP proxy that can cut
-every connection (a broker outage as the client sees it)."""
+"""Helpers for tests: bounded waits on conditions, a TCP proxy that can cut
+every connection (a broker outage as the client sees it), and isolation on the
+shared broker and moto (own names, and deleting a test's topology afterwards)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,53 @@ import asyncio
 import contextlib
 import socket
 import time
+import uuid
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
+from shared.bus import create_bus
+from shared.bus.amqp import AmqpBus
+from shared.settings import BelfrySettings
+from shared.topology import QUEUES
+
 T = TypeVar("T")
+
+
+def isolated(prefix: str | None = None) -> dict[str, Any]:
+    """Settings values that give their holder (a test, or a module's app) its own
+    exchanges, queues and tables, and test-friendly timeouts."""
+    prefix = prefix or f"t{uuid.uuid4().hex[:10]}"
+    return {
+        "exchange": f"{prefix}.events",
+        "dead_letter_exchange": f"{prefix}.dlx",
+        "queue_prefix": f"{prefix}.",
+        "table_prefix": prefix,
+        "publish_timeout_seconds": 5.0,
+        "log_format": "console",
+    }
+
+
+async def drop_topology(settings: BelfrySettings, *extra_queues: str) -> None:
+    """Delete the queues a test's services declared (the platform's topology under
+    the test's prefix, and `extra_queues`) and its exchanges, right away: quorum
+    queues are heavy on a shared broker. For queues whose names the test does not
+    know, tests/conftest.py deletes what was declared at the end of the session."""
+    if not settings.amqp_url.startswith(("amqp://", "amqps://")):
+        return
+    bus = create_bus(settings, "cleanup")
+    assert isinstance(bus, AmqpBus)
+    levels = range(1, len(settings.retry_delays_seconds) + 1)
+    for name in (*QUEUES, *extra_queues):
+        full = settings.queue_prefix + name
+        bus.declared_queues += [full, f"{full}.dlq", *(f"{full}.retry.{i}" for i in levels)]
+    try:
+        await bus.start()
+        await bus.delete_topology(exchanges=True)
+    except Exception as exc:  # cleaning up must not hide the test's own outcome
+        warnings.warn(f"could not delete the test's topology: {exc!r}", stacklevel=1)
+    finally:
+        await bus.close()
 
 
 async def wait_until(

@@ -23,7 +23,7 @@ from shared.auth import mint_local_token
 from shared.bus import EventBus, Subscription, create_bus
 from shared.events import Envelope
 from shared.service import create_platform_app
-from tests.support import serving, wait_until
+from tests.support import isolated, serving, wait_until
 
 CHAT_KEYS = ("chat.message_posted", "chat.user_mentioned", "chat.channel_joined")
 
@@ -104,13 +104,8 @@ async def world(amqp_url: str, moto_url: str, chime_url: str) -> AsyncIterator[C
         amqp_url=amqp_url,
         aws_endpoint_url=moto_url,
         chime_endpoint_url=chime_url,
-        exchange=f"{test_id}.events",
-        dead_letter_exchange=f"{test_id}.dlx",
-        queue_prefix=f"{test_id}.",
-        table_prefix=test_id,
+        **isolated(test_id),
         retry_delays_seconds=(0.05, 0.1),
-        publish_timeout_seconds=5.0,
-        log_format="console",
         log_level="WARNING",
         chat_app_instance_name=test_id,
         chat_attachments_bucket=f"{test_id}-attachments",

@@ -9,7 +9,6 @@ import contextlib
 import json
 import time
 import uuid
-import warnings
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,10 +21,9 @@ from services.notifier.settings import NotifierSettings
 from shared.auth import mint_local_token
 from shared.aws import AwsClients
 from shared.bus import EventBus, create_bus, instance_id
-from shared.bus.amqp import AmqpBus
 from shared.events import ChannelJoined, Envelope, EventData, MessagePosted, UserMentioned, utcnow
 from shared.settings import BelfrySettings
-from shared.topology import QUEUES
+from tests.support import drop_topology
 
 CHAT_ADMIN = "belfry-chat-service"
 
@@ -53,28 +51,6 @@ async def notifier_settings(
     fanout = [f"notifier.fanout.{instance_id(s)}" for s in made]
     for settings in {s.queue_prefix: s for s in made}.values():
         await drop_topology(settings, *fanout, "probe.joined", "spy.mentions")
-
-
-async def drop_topology(settings: BelfrySettings, *extra_queues: str) -> None:
-    """Delete a test's queues (every queue of the platform's topology, which each
-    service declares, and `extra_queues`) and its exchanges: the broker is shared
-    and has few file handles, so a test does not leave ~50 quorum queues behind
-    until its session ends."""
-    if not settings.amqp_url.startswith(("amqp://", "amqps://")):
-        return
-    bus = create_bus(settings, "cleanup")
-    assert isinstance(bus, AmqpBus)
-    levels = range(1, len(settings.retry_delays_seconds) + 1)
-    for name in (*QUEUES, *extra_queues):
-        full = settings.queue_prefix + name
-        bus.declared_queues += [full, f"{full}.dlq", *(f"{full}.retry.{i}" for i in levels)]
-    try:
-        await bus.start()
-        await bus.delete_topology(exchanges=True)
-    except Exception as exc:  # cleaning up must not hide the test's own outcome
-        warnings.warn(f"could not delete the test's topology: {exc!r}", stacklevel=1)
-    finally:
-        await bus.close()
 
 
 @dataclass

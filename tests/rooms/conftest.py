@@ -24,7 +24,7 @@ from shared.auth import mint_local_token
 from shared.bus import EventBus, Subscription, create_bus
 from shared.events import Envelope, EventData, RoomActivated
 from shared.service import create_platform_app
-from tests.support import lifespan_client, wait_until
+from tests.support import isolated, lifespan_client, wait_until
 
 ANNOUNCED = ("room.meeting_started", "room.attendee_joined", "room.attendee_left")
 
@@ -110,18 +110,12 @@ def isolated_settings(
     amqp_url: str, moto_url: str, chime_url: str, **overrides: Any
 ) -> RoomsSettings:
     """Settings whose queues, exchanges and tables belong to this caller alone."""
-    prefix = f"r{uuid.uuid4().hex[:10]}"
     values: dict[str, Any] = {
+        **isolated(),
         "amqp_url": amqp_url,
         "aws_endpoint_url": moto_url,
         "chime_endpoint_url": chime_url,
-        "exchange": f"{prefix}.events",
-        "dead_letter_exchange": f"{prefix}.dlx",
-        "queue_prefix": f"{prefix}.",
-        "table_prefix": prefix,
         "retry_delays_seconds": (0.05, 0.2),
-        "publish_timeout_seconds": 5.0,
-        "log_format": "console",
         "log_level": "WARNING",
     }
     values.update(overrides)

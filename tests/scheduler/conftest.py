@@ -8,7 +8,6 @@ import contextlib
 import dataclasses
 import functools
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -18,12 +17,10 @@ from services.scheduler.bootstrap import Scheduler, build, definition
 from services.scheduler.settings import SchedulerSettings
 from shared.auth import mint_local_token
 from shared.bus import Subscription, create_bus
-from shared.bus.amqp import AmqpBus
 from shared.events import Envelope
 from shared.service import create_platform_app
 from shared.settings import BelfrySettings
-from shared.topology import QUEUES
-from tests.support import lifespan_client, wait_until
+from tests.support import drop_topology, isolated, lifespan_client, wait_until
 
 
 class MovableClock:
@@ -111,39 +108,13 @@ class EventProbe:
         return self.of(event_type, room_id)
 
 
-async def drop_topology(settings: BelfrySettings, *queues: str) -> None:
-    """Delete what a test declared on the shared broker (quorum queues are heavy):
-    the platform's queues, which every service process declares under the test's
-    prefix, `queues`, and the test's exchanges."""
-    if not settings.amqp_url.startswith("amqp"):
-        return
-    bus = create_bus(settings, "cleanup")
-    assert isinstance(bus, AmqpBus)
-    await bus.start()
-    levels = range(1, len(settings.retry_delays_seconds) + 1)
-    bus.declared_queues.extend(
-        f"{settings.queue_prefix}{name}{suffix}"
-        for name in (*QUEUES, *queues)
-        for suffix in ("", ".dlq", *(f".retry.{n}" for n in levels))
-    )
-    try:
-        await bus.delete_topology(exchanges=True)
-    finally:
-        await bus.close()
-
-
 def unique_settings(amqp_url: str, moto_url: str, **overrides: Any) -> SchedulerSettings:
     """Isolated settings for a module-scoped app (`make_settings` is per test)."""
-    prefix = f"s{uuid.uuid4().hex[:10]}"
     values: dict[str, Any] = {
+        **isolated(),
         "amqp_url": amqp_url,
         "aws_endpoint_url": moto_url,
-        "exchange": f"{prefix}.events",
-        "dead_letter_exchange": f"{prefix}.dlx",
-        "queue_prefix": f"{prefix}.",
-        "table_prefix": prefix,
         "retry_delays_seconds": (0.05,),
-        "log_format": "console",
         "scheduler_tick_seconds": 0.1,
         **overrides,
     }

@@ -13,7 +13,8 @@ import pytest
 
 from services.scheduler.settings import SchedulerSettings
 from shared.auth import mint_local_token
-from tests.scheduler.conftest import drop_topology, scheduler_app, unique_settings
+from tests.scheduler.conftest import scheduler_app, unique_settings
+from tests.support import drop_topology
 
 pytestmark = pytest.mark.amqp
 

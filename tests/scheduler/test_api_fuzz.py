@@ -19,7 +19,8 @@ from services.scheduler.bootstrap import definition
 from services.scheduler.domain import MEDIA_REGIONS
 from services.scheduler.settings import SchedulerSettings
 from shared.service import create_platform_app
-from tests.scheduler.conftest import admin_headers, drop_topology, unique_settings
+from tests.scheduler.conftest import admin_headers, unique_settings
+from tests.support import drop_topology
 
 pytestmark = pytest.mark.amqp
 

@@ -24,8 +24,8 @@ from shared.bus import Subscription, create_bus, instance_id
 from shared.events import Envelope
 from shared.service import create_platform_app
 from shared.settings import BelfrySettings
-from tests.notifier.conftest import drop_topology, ws_client
-from tests.support import serving, wait_until
+from tests.notifier.conftest import ws_client
+from tests.support import drop_topology, serving, wait_until
 
 pytestmark = pytest.mark.amqp
 

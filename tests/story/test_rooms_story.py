@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -25,26 +24,20 @@ from services.scheduler.bootstrap import definition as scheduler_definition
 from services.scheduler.settings import SchedulerSettings
 from shared.auth import mint_local_token
 from shared.service import create_platform_app
-from tests.scheduler.conftest import EventProbe, MovableClock, drop_topology
-from tests.support import lifespan_client, wait_until
+from tests.scheduler.conftest import EventProbe, MovableClock
+from tests.support import drop_topology, isolated, lifespan_client, wait_until
 
 pytestmark = pytest.mark.amqp
 
 
 @pytest.fixture
 def settings(amqp_url: str, moto_url: str, chime_url: str) -> dict[str, Any]:
-    prefix = f"story{uuid.uuid4().hex[:8]}"
     return {
+        **isolated(),
         "amqp_url": amqp_url,
         "aws_endpoint_url": moto_url,
         "chime_endpoint_url": chime_url,
-        "exchange": f"{prefix}.events",
-        "dead_letter_exchange": f"{prefix}.dlx",
-        "queue_prefix": f"{prefix}.",
-        "table_prefix": prefix,
         "retry_delays_seconds": (0.05, 0.2),
-        "publish_timeout_seconds": 5.0,
-        "log_format": "console",
         "log_level": "WARNING",
     }
 
