@@ -1,7 +1,8 @@
-"""deploy/: the Kustomize base and the example overlay, rendered here (tests/deploy/
-manifests.py), validated against the Kubernetes JSON schemas bundled with
-kubernetes-validate (offline) and checked for consistency: labels and selectors,
-probes and ports, security, resources, config and secret references, settings."""
+"""deploy/: the Kustomize base and the example overlay, rendered by the real kustomize
+(`kubectl kustomize`, see tests/deploy/manifests.py), validated against the Kubernetes
+JSON schemas bundled with kubernetes-validate (offline) and checked for consistency:
+labels and selectors, probes and ports, security, resources, config and secret
+references, settings."""
 
 from __future__ import annotations
 
@@ -23,8 +24,8 @@ from tests.deploy.manifests import (
     PREFIXES,
     SERVICEMONITOR_COMPONENT,
     SERVICES,
+    KustomizeError,
     Manifest,
-    UnsupportedKustomization,
     decoded_data,
     env_names,
     find,
@@ -458,7 +459,7 @@ def test_service_monitor_is_a_crd_outside_the_bundled_schemas() -> None:
         kubernetes_validate.validate(monitor, KUBERNETES_VERSION, strict=True)
 
 
-# --- the renderer itself ----------------------------------------------------------------------
+# --- the renderer: the real kustomize ----------------------------------------------------------
 
 
 def write(path: Path, text: str) -> None:
@@ -466,60 +467,60 @@ def write(path: Path, text: str) -> None:
     path.write_text(text)
 
 
-def test_renderer_generators_patches_images_namespace(tmp_path: Path) -> None:
+def test_the_real_kustomize_renders(tmp_path: Path) -> None:
+    """Features the former hand-written renderer refused: only the real tool gets these."""
     write(
-        tmp_path / "base/kustomization.yaml",
-        "resources: [app.yaml]\nconfigMapGenerator:\n  - name: cfg\n    literals: [A=1, B=2]\n",
-    )
-    write(
-        tmp_path / "base/app.yaml",
+        tmp_path / "app.yaml",
         """apiVersion: apps/v1
 kind: Deployment
 metadata: {name: app}
 spec:
+  selector: {matchLabels: {app: app}}
   template:
+    metadata: {labels: {app: app}}
     spec:
       containers:
-        - name: c
-          image: app:local
-          envFrom: [{configMapRef: {name: cfg}}, {secretRef: {name: sec}}]
-          env: [{name: X, value: "1"}]
+        - {name: c, image: app:local, envFrom: [{secretRef: {name: sec}}]}
 """,
     )
     write(
-        tmp_path / "overlay/kustomization.yaml",
-        """namespace: ns
-resources: [../base]
-images: [{name: app, newName: registry/app, newTag: "2"}]
-configMapGenerator: [{name: cfg, behavior: merge, literals: [B=3]}]
-secretGenerator: [{name: sec, envs: [s.env]}]
-patches: [{path: patch.yaml}]
-""",
+        tmp_path / "kustomization.yaml",
+        """apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources: [app.yaml]
+commonAnnotations: {belfry.example/owner: team}
+labels: [{pairs: {tier: web}, includeSelectors: true}]
+replicas: [{name: app, count: 3}]
+secretGenerator: [{name: sec, literals: [LONG=%s]}]
+"""
+        % ("x" * 100),
     )
-    write(tmp_path / "overlay/s.env", "# comment\nS=secret\n")
-    write(
-        tmp_path / "overlay/patch.yaml",
-        """kind: Deployment
-metadata: {name: app}
-spec: {template: {spec: {containers: [{name: c, env: [{name: Y, value: "2"}]}]}}}
-""",
-    )
-    objects = kustomize(tmp_path / "overlay")
+    objects = kustomize(tmp_path)
     app = find(objects, "Deployment", "app")
-    main = container(app)
-    assert main["image"] == "registry/app:2"
-    assert [e["name"] for e in main["env"]] == ["X", "Y"]
-    (config,) = of_kind(objects, "ConfigMap")
+    assert app["metadata"]["annotations"] == {"belfry.example/owner": "team"}
+    assert app["spec"]["replicas"] == 3
+    assert app["spec"]["selector"]["matchLabels"] == {"app": "app", "tier": "web"}
+    assert app["spec"]["template"]["metadata"]["labels"] == {"app": "app", "tier": "web"}
+    # kustomize's own name hash, followed by the reference; `data` is base64 (wrapped).
     (secret,) = of_kind(objects, "Secret")
-    assert decoded_data(config) == {"A": "1", "B": "3"}
-    assert decoded_data(secret) == {"S": "secret"}
-    assert re.fullmatch(r"cfg-[0-9a-f]{10}", config["metadata"]["name"])
-    refs = [next(iter(s.values()))["name"] for s in main["envFrom"]]
-    assert refs == [config["metadata"]["name"], secret["metadata"]["name"]]
-    assert {o["metadata"]["namespace"] for o in objects} == {"ns"}
+    assert re.fullmatch(r"sec-[a-z0-9]{10}", secret["metadata"]["name"])
+    assert container(app)["envFrom"] == [{"secretRef": {"name": secret["metadata"]["name"]}}]
+    assert secret["data"]["LONG"] != "x" * 100
+    assert decoded_data(secret) == {"LONG": "x" * 100}
 
 
-def test_renderer_refuses_what_it_does_not_understand(tmp_path: Path) -> None:
-    write(tmp_path / "kustomization.yaml", "resources: []\ncommonLabels: {a: b}\n")
-    with pytest.raises(UnsupportedKustomization, match="commonLabels"):
+def test_a_broken_kustomization_raises(tmp_path: Path) -> None:
+    write(tmp_path / "kustomization.yaml", "resources: [missing.yaml]\n")
+    with pytest.raises(KustomizeError, match=r"(?s)exited with \d+:.*missing\.yaml"):
+        kustomize(tmp_path)
+
+
+@pytest.mark.parametrize(("ci", "outcome"), [("true", "fail"), ("", "skip")])
+def test_without_kustomize_ci_fails_and_elsewhere_skips(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ci: str, outcome: str
+) -> None:
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    monkeypatch.setenv("CI", ci)
+    expected = pytest.fail.Exception if outcome == "fail" else pytest.skip.Exception
+    with pytest.raises(expected, match="neither `kubectl` nor `kustomize` is on PATH"):
         kustomize(tmp_path)
