@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -9,6 +10,8 @@ from typing import Any
 from emulators.chime.calls import Call, Handler, Output, paginate
 from emulators.chime.config import EmulatorConfig
 from emulators.chime.errors import conflict, not_found
+
+_SEQUENCE = itertools.count()
 
 
 @dataclass
@@ -19,6 +22,8 @@ class AppInstance:
     created: float
     updated: float
     admins: dict[str, float] = field(default_factory=dict)  # user ARN -> since
+    # creation order where two share a timestamp (a coarse or standing clock)
+    seq: int = field(default_factory=lambda: next(_SEQUENCE))
 
     def summary(self) -> Output:
         return _without_none(
@@ -125,9 +130,9 @@ class Identity:
         return {"AppInstance": self.app_instance(call.input["AppInstanceArn"]).describe()}
 
     def list_app_instances(self, call: Call) -> Output:
-        ordered = sorted(self.app_instances.values(), key=lambda a: (a.created, a.arn))
+        ordered = sorted(self.app_instances.values(), key=lambda a: (a.created, a.seq))
         page, token = paginate(
-            ordered, call, key=lambda a: [a.created, a.arn], scope="app-instances", default_max=50
+            ordered, call, key=lambda a: [a.created, a.seq], scope="app-instances", default_max=50
         )
         return _without_none(
             {"AppInstances": [a.summary() for a in page], "NextToken": token},
