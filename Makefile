@@ -3,6 +3,11 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# The official AsyncAPI JSON Schemas (npm @asyncapi/specs), which tests/unit/test_asyncapi.py
+# validates docs/asyncapi.yaml against; fetched into the venv, never copied into the repo.
+ASYNCAPI_SPECS := 6.11.1
+SPECS  := $(VENV)/asyncapi-specs
+SPECS_STAMP := $(SPECS)/.version-$(ASYNCAPI_SPECS)
 
 .PHONY: help venv lint typecheck test bench run token demo emulator clean
 
@@ -13,11 +18,19 @@ help:
 	@echo "make token SUB=alice GROUPS=admin - a bearer token that a local run accepts"
 	@echo "make demo   - play both products' stories against a running platform"
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(SPECS_STAMP)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+$(SPECS_STAMP):
+	rm -rf $(SPECS) && mkdir -p $(SPECS)
+	cd $(SPECS) && npm pack --silent @asyncapi/specs@$(ASYNCAPI_SPECS) >/dev/null
+	tar -xzf $(SPECS)/asyncapi-specs-$(ASYNCAPI_SPECS).tgz -C $(SPECS) --strip-components=1
+	rm -f $(SPECS)/asyncapi-specs-$(ASYNCAPI_SPECS).tgz
+	test -f $(SPECS)/schemas/3.0.0.json
+	touch $@
 
 venv: $(STAMP)
 

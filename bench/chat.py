@@ -42,7 +42,7 @@ from shared.auth import mint_local_token
 from shared.bus import Subscription
 from shared.bus.amqp import AmqpBus
 from shared.events import ChannelJoined, Envelope, MessagePosted, utcnow
-from shared.topology import QUEUES
+from shared.topology import durable_bindings
 
 BENCH = "chat"
 RATES = tuple(int(r) for r in os.environ.get("BENCH_CHAT_RATES", "100,500").split(",") if r)
@@ -164,7 +164,7 @@ async def _publisher(url: str, prefix: str, probe: list[float]) -> AsyncIterator
         yield bus
     finally:
         await bus.stop_consuming(5)
-        await bus.declare(QUEUES)  # the notifier's queues, so they are deleted too
+        await bus.declare(durable_bindings())  # the notifier's queues, so they are deleted too
         bus.declared_queues.append(f"{prefix}.notifier.fanout.bench")
         with contextlib.suppress(Exception):
             await bus.delete_topology(exchanges=True)

@@ -36,7 +36,8 @@ from aiobotocore.session import get_session
 from bench.processes import chime_emulator, cpu_seconds, free_port, moto, running
 from bench.report import Report, percentile
 from emulators.chime.control import EmulatorControl
-from services.rooms.adapters.dynamo import ATTENDEES_TABLE, ROOMS_TABLE, RoomTables
+from services.rooms.adapters.rows import ATTENDEES_TABLE, ROOMS_TABLE, lifecycle_item
+from services.rooms.domain import ACTIVE, Lifecycle, RoomDetails
 from shared.auth import mint_local_token
 from shared.dynamo import transact
 from shared.settings import BelfrySettings
@@ -119,23 +120,11 @@ async def _activate_rooms(moto: str) -> list[str]:
     room_ids = [f"bench-{n:03d}-{uuid.uuid4().hex[:6]}" for n in range(ROOMS)]
     now = int(time.time())
     async with _aws("dynamodb", moto) as dynamodb:
-        tables = RoomTables(
-            dynamodb,
-            {
-                ROOMS_TABLE.suffix: ROOMS_TABLE.name(PREFIX, "rooms"),
-                ATTENDEES_TABLE.suffix: ATTENDEES_TABLE.name(PREFIX, "rooms"),
-            },
-        )
+        table = ROOMS_TABLE.name(PREFIX, "rooms")
         for room_id in room_ids:
-            data = {
-                "room_id": room_id,
-                "title": room_id,
-                "topic": "bench",
-                "media_region": "us-east-1",
-                "start_at": now - 60,
-                "end_at": now + 3600,
-            }
-            await transact(dynamodb, [tables.activated(data, now * 1000, now + 7200)])
+            details = RoomDetails(room_id, "bench", "us-east-1", now - 60, now + 3600)
+            change = Lifecycle(room_id, ACTIVE, now * 1000, now + 7200, details)
+            await transact(dynamodb, [lifecycle_item(table, change)])
     return room_ids
 
 

@@ -38,7 +38,7 @@ from shared.bus import MemoryBroker, Subscription, create_bus
 from shared.bus.amqp import AmqpBus
 from shared.events import Envelope
 from shared.runtime import Component, run_components
-from shared.topology import QUEUES
+from shared.topology import durable_bindings
 
 BENCH = "scheduler"
 BURST = 1000
@@ -105,7 +105,8 @@ async def _scheduler(
     async with AwsClients(settings, services=("dynamodb",)) as aws:
         bus = create_bus(settings, "scheduler", memory_broker=broker)
         component = await build(settings, aws, bus)
-        yield aws, component.state, component
+        (scheduler,) = [p for p in component.provides if isinstance(p, Scheduler)]
+        yield aws, scheduler, component
 
 
 async def _consume(settings_json: str, count: int) -> None:
@@ -139,7 +140,7 @@ async def _drop_topology(settings: SchedulerSettings) -> None:
     levels = range(1, len(settings.retry_delays_seconds) + 1)
     bus.declared_queues.extend(
         f"{settings.queue_prefix}{name}{suffix}"
-        for name in (*QUEUES, PROBE_QUEUE)
+        for name in (*durable_bindings(), PROBE_QUEUE)
         for suffix in ("", ".dlq", *(f".retry.{n}" for n in levels))
     )
     try:
@@ -209,7 +210,7 @@ async def reads_per_tick(report: Report, moto_url: str) -> None:
     broker = MemoryBroker()
     async with _scheduler(settings, broker) as (aws, scheduler, _):
         bus = create_bus(settings, "declare", memory_broker=broker)
-        await bus.declare(QUEUES)
+        await bus.declare(durable_bindings())
         table = scheduler.store.rooms_table
         future = int(time.time()) + 30 * 86400
         seeded = 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
+from functools import cache
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -171,6 +172,14 @@ class CorrelationMiddleware:
         )
 
 
+@cache
+def asyncapi_yaml() -> str:
+    """The AsyncAPI document of every event and queue, rendered once, when first asked for."""
+    from shared.asyncapi import render
+
+    return render()
+
+
 def create_app(
     *,
     title: str,
@@ -219,5 +228,15 @@ def create_app(
     async def prometheus() -> Response:
         payload, content_type = metrics.render_latest()
         return Response(payload, media_type=content_type)
+
+    @app.get(
+        "/asyncapi.yaml",
+        tags=["operations"],
+        summary="The AsyncAPI 3.0 document of every event and queue",
+        response_class=Response,
+        responses={200: {"content": {"application/yaml": {}}}},
+    )
+    async def asyncapi() -> Response:
+        return Response(asyncapi_yaml(), media_type="application/yaml")
 
     return app

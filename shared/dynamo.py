@@ -1,12 +1,17 @@
-"""DynamoDB plumbing every service shares: table specs, item (de)serialisation,
-and transactions whose failed conditions come back as a typed error."""
+"""DynamoDB plumbing every service shares, so that each adapter speaks its own
+tables and nothing else: table specs, item (de)serialisation, transactions
+whose failures come back typed (`ConditionFailed`, `TransactionConflict`),
+conditional writes, every page of a Query, BatchGetItem with its unprocessed
+keys, and the retry of a write that raced another transaction."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import asyncio
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
@@ -18,6 +23,7 @@ if TYPE_CHECKING:
 
 log = get_logger("belfry.dynamo")
 
+T = TypeVar("T")
 TransactItem = dict[str, Any]
 MAX_TRANSACT_ITEMS = 100
 
@@ -99,7 +105,7 @@ async def ensure_tables(
             await client.describe_table(TableName=name)
             continue
         except ClientError as exc:
-            if exc.response["Error"]["Code"] != "ResourceNotFoundException":
+            if error_code(exc) != "ResourceNotFoundException":
                 raise
         await _create(client, name, spec)
     return names
@@ -138,7 +144,7 @@ async def _create(client: DynamoDBClient, name: str, spec: TableSpec) -> None:
             **extra,
         )
     except ClientError as exc:  # another replica created it first
-        if exc.response["Error"]["Code"] != "ResourceInUseException":
+        if error_code(exc) != "ResourceInUseException":
             raise
     waiter = client.get_waiter("table_exists")
     await waiter.wait(TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
@@ -149,7 +155,7 @@ async def _create(client: DynamoDBClient, name: str, spec: TableSpec) -> None:
                 TimeToLiveSpecification={"Enabled": True, "AttributeName": spec.ttl_attribute},
             )
         except ClientError as exc:  # already enabled by a concurrent creator
-            if exc.response["Error"]["Code"] != "ValidationException":
+            if error_code(exc) != "ValidationException":
                 raise
     log.info("dynamo.table_created", table=name)
 
@@ -164,10 +170,21 @@ class ConditionFailed(Exception):
         self.reasons = tuple(reasons)
 
 
+class TransactionConflict(Exception):
+    """DynamoDB cancelled the write because another transaction held one of its
+    items at that moment (a busy row): nothing was written, and trying again is
+    safe. `indexes`: the items that conflicted, where DynamoDB says so."""
+
+    def __init__(self, indexes: Sequence[int] = ()) -> None:
+        super().__init__(f"transaction conflict at items {list(indexes)}")
+        self.indexes = tuple(indexes)
+
+
 async def transact(
     client: DynamoDBClient, items: Sequence[TransactItem], *, token: str | None = None
 ) -> None:
-    """One TransactWriteItems; a failed condition raises `ConditionFailed`.
+    """One TransactWriteItems; a failed condition raises `ConditionFailed`, a
+    race with another transaction `TransactionConflict`.
 
     `token` (ClientRequestToken) makes a retried call idempotent for 10 minutes.
     """
@@ -188,6 +205,9 @@ async def transact(
         failed = [i for i, code in enumerate(reasons) if code == "ConditionalCheckFailed"]
         if failed:
             raise ConditionFailed(failed, reasons) from exc
+        conflicts = [i for i, code in enumerate(reasons) if code == "TransactionConflict"]
+        if conflicts or "TransactionConflict" in error.get("Message", ""):
+            raise TransactionConflict(conflicts) from exc
         raise
 
 
@@ -198,3 +218,112 @@ def _reasons_from_message(message: str) -> list[str]:
     if start == -1 or end < start:
         return []
     return [part.strip() for part in message[start + 1 : end].split(",")]
+
+
+def error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+async def retry_conflicts(
+    write: Callable[[], Awaitable[T]], attempts: int = 4, base_delay: float = 0.02
+) -> T:
+    """Run `write`, again after a jittered pause while it races other
+    transactions (`TransactionConflict`, or a single-item write refused with
+    TransactionConflictException); the last conflict is raised."""
+    for attempt in range(attempts):
+        try:
+            return await write()
+        except (TransactionConflict, ClientError) as exc:
+            conflict = isinstance(exc, TransactionConflict) or (
+                error_code(exc) == "TransactionConflictException"
+            )
+            if not conflict or attempt == attempts - 1:
+                raise
+        await asyncio.sleep(random.uniform(0, base_delay * 2**attempt))
+    raise AssertionError("unreachable")
+
+
+async def conditional(write: Awaitable[object]) -> bool:
+    """Await a conditional PutItem/UpdateItem/DeleteItem: True if it was applied,
+    False if its condition failed (any other error is raised)."""
+    try:
+        await write
+    except ClientError as exc:
+        if error_code(exc) == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True
+
+
+async def query_pages(client: DynamoDBClient, **params: Any) -> AsyncIterator[dict[str, Any]]:
+    """Every page of a Query, in order (`ExclusiveStartKey` followed)."""
+    start: dict[str, Any] | None = None
+    while True:
+        extra: dict[str, Any] = {"ExclusiveStartKey": start} if start else {}
+        response: dict[str, Any] = await client.query(**params, **extra)  # type: ignore[assignment]
+        yield response
+        start = response.get("LastEvaluatedKey")
+        if not start:
+            return
+
+
+async def query_all(client: DynamoDBClient, **params: Any) -> list[dict[str, Any]]:
+    """Every item a Query matches (raw attribute values), all pages."""
+    return [item async for page in query_pages(client, **params) for item in page.get("Items", [])]
+
+
+async def count_all(client: DynamoDBClient, **params: Any) -> int:
+    """How many items a Query matches (`Select=COUNT`), all pages."""
+    return sum(
+        [int(p.get("Count", 0)) async for p in query_pages(client, Select="COUNT", **params)]
+    )
+
+
+BATCH_GET_MAX = 100  # BatchGetItem's limit of keys per call
+
+
+async def batch_get(
+    client: DynamoDBClient,
+    keys: Mapping[str, Sequence[Mapping[str, Any]]],
+    *,
+    consistent: bool = True,
+    attempts: int = 8,
+) -> dict[str, list[dict[str, Any]]]:
+    """The items of any number of keys in any tables (table -> raw items, in no
+    particular order; missing keys are absent), 100 keys a call. Keys DynamoDB
+    leaves unprocessed (throttling) are asked for again with exponential back-off;
+    after `attempts` rounds the call fails like a throttled DynamoDB call."""
+    found: dict[str, list[dict[str, Any]]] = {table: [] for table in keys}
+    wanted = [(table, dict(key)) for table, table_keys in keys.items() for key in table_keys]
+    for start in range(0, len(wanted), BATCH_GET_MAX):
+        request: dict[str, Any] = {}
+        for table, key in wanted[start : start + BATCH_GET_MAX]:
+            request.setdefault(table, {"Keys": [], "ConsistentRead": consistent})["Keys"].append(
+                key
+            )
+        for attempt in range(attempts):
+            response = await client.batch_get_item(RequestItems=request)
+            for table, items in response.get("Responses", {}).items():
+                found[table].extend(items)
+            request = dict(response.get("UnprocessedKeys") or {})
+            if not request:
+                break
+            await asyncio.sleep(min(1.0, 0.01 * 2**attempt) * random.uniform(0.5, 1.5))
+        else:
+            raise ClientError(
+                {
+                    "Error": {
+                        "Code": "ProvisionedThroughputExceededException",
+                        "Message": f"keys still unprocessed after {attempts} BatchGetItem calls",
+                    }
+                },
+                "BatchGetItem",
+            )
+    return found
+
+
+async def batch_get_table(
+    client: DynamoDBClient, table: str, keys: Sequence[Mapping[str, Any]], **options: Any
+) -> list[dict[str, Any]]:
+    """`batch_get` of one table."""
+    return (await batch_get(client, {table: keys}, **options))[table]

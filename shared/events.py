@@ -26,6 +26,7 @@ from pydantic import (
     ValidationError,
 )
 
+from shared.clock import utc_iso
 from shared.logging import current_correlation_id
 
 
@@ -38,7 +39,7 @@ def _as_utc(value: datetime) -> datetime:
 UtcDatetime = Annotated[
     datetime,
     AfterValidator(_as_utc),
-    PlainSerializer(lambda v: v.isoformat().replace("+00:00", "Z"), return_type=str),
+    PlainSerializer(utc_iso, return_type=str),
 ]
 EpochSeconds = Annotated[int, Field(ge=0, description="Seconds since the Unix epoch, UTC.")]
 
@@ -260,6 +261,26 @@ class Envelope(_Header):
 
     def encode(self) -> bytes:
         return self.model_dump_json().encode()
+
+
+@dataclass(frozen=True)
+class Producer:
+    """A service's way to wrap its events: `announce = Producer("rooms")`, then
+    `announce(AttendeeJoined(...))` is the envelope, with the correlation id of
+    the request or event being handled."""
+
+    name: str
+
+    def __call__(
+        self,
+        data: EventData,
+        *,
+        correlation_id: str | None = None,
+        event_id: str | None = None,
+    ) -> Envelope:
+        return Envelope.new(
+            data, producer=self.name, correlation_id=correlation_id, event_id=event_id
+        )
 
 
 class _RawEnvelope(_Header):

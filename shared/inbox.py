@@ -19,9 +19,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from botocore.exceptions import ClientError
-
-from shared.dynamo import TableSpec, TransactItem, from_item
+from shared.dynamo import TableSpec, TransactItem, conditional, from_item
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -85,8 +83,8 @@ class Inbox:
         """True: the work is yours. False: already done. `AlreadyInProgress`: a
         live claim by another delivery."""
         now = self._now()
-        try:
-            await self._client.put_item(
+        claimed = await conditional(
+            self._client.put_item(
                 TableName=self.table,
                 Item={
                     "pk": {"S": self.key(consumer, event_id)},
@@ -104,13 +102,12 @@ class Inbox:
                     ":processing": {"S": PROCESSING},
                 },
             )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                raise
-            if await self.seen(consumer, event_id):
-                return False
-            raise AlreadyInProgress(self.key(consumer, event_id)) from None
-        return True
+        )
+        if claimed:
+            return True
+        if await self.seen(consumer, event_id):
+            return False
+        raise AlreadyInProgress(self.key(consumer, event_id))
 
     def completion(self, consumer: str, event_id: str) -> TransactItem:
         """A transaction item that turns this delivery's claim into `done`."""
@@ -131,14 +128,12 @@ class Inbox:
 
     async def release(self, consumer: str, event_id: str) -> None:
         """Give a claim back after a failure, so a retry can take it at once."""
-        try:
-            await self._client.delete_item(
+        await conditional(
+            self._client.delete_item(
                 TableName=self.table,
                 Key={"pk": {"S": self.key(consumer, event_id)}},
                 ConditionExpression="#s = :processing",
                 ExpressionAttributeNames={"#s": "status"},
                 ExpressionAttributeValues={":processing": {"S": PROCESSING}},
             )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                raise
+        )

@@ -24,6 +24,7 @@ from shared.bus import EventBus, PublishFailed
 from shared.dynamo import TableSpec, TransactItem
 from shared.events import Envelope, decode
 from shared.logging import get_logger, log_context
+from shared.runtime import every
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -171,15 +172,8 @@ class Outbox:
         return sent
 
     async def run_relay(self, interval_seconds: float = 1.0) -> None:
-        """Sweep forever (a background task of the service); errors are logged."""
-        while True:
-            try:
-                await self.relay_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("outbox.relay_failed", error=repr(exc))
-            await asyncio.sleep(interval_seconds)
+        """Sweep forever (a background loop of the service); errors are logged."""
+        await every(interval_seconds, self.relay_once, name="outbox.relay")
 
     async def flush(self) -> int:
         """Publish everything pending now, whatever its age (graceful shutdown)."""

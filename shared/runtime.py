@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from shared.bus import EventBus, Subscription
 from shared.logging import get_logger
-from shared.topology import QUEUES
+from shared.topology import durable_bindings
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -35,7 +35,7 @@ class Component:
 
     name: str
     bus: EventBus
-    state: Any = None  # what route handlers get from `service_state(request, name)`
+    provides: Sequence[object] = ()  # what routes depend on, by type (`shared.service.provided`)
     subscriptions: Sequence[Subscription] = ()
     loops: Sequence[Callable[[], Awaitable[None]]] = ()
     checks: Mapping[str, Check] = field(default_factory=dict)
@@ -83,7 +83,7 @@ def readiness(components: Sequence[Component]) -> dict[str, Check]:
 async def run_components(
     components: Sequence[Component],
     drain_timeout: float = 10.0,
-    topology: Mapping[str, Sequence[str]] = QUEUES,
+    topology: Mapping[str, Sequence[str]] | None = None,
 ) -> AsyncIterator[None]:
     """Start the components; every process also declares the platform's queues
     (`shared.topology`), so no event is unroutable because its consumer has
@@ -96,8 +96,8 @@ async def run_components(
                 component.bus.subscribe(sub)
             await component.bus.start()
             started.append(component)
-        if started and topology:
-            await started[0].bus.declare(topology)
+        if started:
+            await started[0].bus.declare(durable_bindings() if topology is None else topology)
         for component in components:
             for loop in component.loops:
                 loops.append(asyncio.create_task(_guarded(component.name, loop)))
@@ -139,3 +139,22 @@ async def _guarded(name: str, loop: Callable[[], Awaitable[None]]) -> None:
         except Exception as exc:
             log.error("runtime.loop_crashed", component=name, exc_info=exc)
             await asyncio.sleep(1.0)
+
+
+async def every(
+    interval_seconds: float, step: Callable[[], Awaitable[object]], *, name: str
+) -> None:
+    """Run `step` forever, starting one every `interval_seconds` (a slow step is
+    followed at once). A step that returns True has more to do and is run again
+    at once; one that fails is logged (`<name>.failed`) and the loop goes on."""
+    while True:
+        started = time.monotonic()
+        more = False
+        try:
+            more = await step() is True
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning(f"{name}.failed", error=repr(exc))
+        if not more:
+            await asyncio.sleep(max(0.0, interval_seconds - (time.monotonic() - started)))

@@ -5,8 +5,8 @@ no I/O at import), its settings class, the AWS clients it needs and its
 `build` coroutine, the composition root that wires adapters to handlers and
 returns a `Component`. `create_platform_app` serves any set of definitions
 behind one FastAPI app: `python -m services.rooms` serves one, `make run`
-all four. Route handlers reach their service's wired object through
-`service_state(request, name)`.
+all four. Routes depend on the use cases a service provides, by type:
+`Annotated[Attendance, Depends(provided(Attendance))]`.
 """
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import uvicorn
 from fastapi import APIRouter, FastAPI
+from starlette.requests import HTTPConnection
 
 from shared.app import create_app
 from shared.auth import create_verifier
@@ -30,6 +31,7 @@ from shared.settings import BelfrySettings
 
 log = get_logger("belfry.service")
 
+T = TypeVar("T")
 Build = Callable[[Any, AwsClients, EventBus], Awaitable[Component]]
 
 
@@ -44,12 +46,23 @@ class ServiceDefinition:
     description: str = ""
 
 
-def service_state(request: Any, name: str) -> Any:
-    """The object a service's `build` put in `Component.state` (HTTP or WebSocket)."""
-    try:
-        return request.app.state.services[name]
-    except (AttributeError, KeyError):
-        raise RuntimeError(f"service {name} is not running in this app") from None
+def provided(kind: type[T]) -> Callable[[HTTPConnection], T]:
+    """A route dependency: the `kind` object a running service provides (its
+    `Component.provides`), typed: `Annotated[Schedule, Depends(provided(Schedule))]`."""
+
+    def dependency(connection: HTTPConnection) -> T:
+        return provided_by(connection.app, kind)
+
+    dependency.__name__ = f"provided_{kind.__name__}"
+    return dependency
+
+
+def provided_by(app: FastAPI, kind: type[T]) -> T:
+    """The `kind` object a service of this app provides (routes, tests, tools)."""
+    value = getattr(app.state, "provided", {}).get(kind)
+    if not isinstance(value, kind):
+        raise RuntimeError(f"no running service provides a {kind.__name__} in this app")
+    return value
 
 
 def create_platform_app(
@@ -76,7 +89,8 @@ def create_platform_app(
                 config = configs[definition.name]
                 bus = create_bus(config, definition.name, memory_broker=broker)
                 component = await definition.build(config, aws, bus)
-                app.state.services[definition.name] = component.state
+                for value in component.provides:
+                    app.state.provided[type(value)] = value
                 components.append(component)
             app.state.readiness.update(readiness(components))
             async with run_components(components):
@@ -90,7 +104,7 @@ def create_platform_app(
         routers=[router for d in definitions for router in d.routers],
         lifespan=lifespan,
     )
-    app.state.services = {}
+    app.state.provided = {}
     app.state.verifier = create_verifier(first)
     app.state.settings = first
     return app

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from shared.bus import create_bus
 from shared.bus.amqp import AmqpBus
 from shared.settings import BelfrySettings
-from shared.topology import QUEUES
+from shared.topology import durable_bindings
 
 T = TypeVar("T")
 
@@ -45,7 +45,7 @@ async def drop_topology(settings: BelfrySettings, *extra_queues: str) -> None:
     bus = create_bus(settings, "cleanup")
     assert isinstance(bus, AmqpBus)
     levels = range(1, len(settings.retry_delays_seconds) + 1)
-    for name in (*QUEUES, *extra_queues):
+    for name in (*durable_bindings(), *extra_queues):
         full = settings.queue_prefix + name
         bus.declared_queues += [full, f"{full}.dlq", *(f"{full}.retry.{i}" for i in levels)]
     try:

@@ -13,10 +13,14 @@ from starlette.types import Message
 
 from shared.auth import CurrentUser, StaffUser
 from shared.errors import BadRequest, PayloadTooLarge, Unprocessable
-from shared.service import service_state
+from shared.service import provided
 
+from .assignments import Assignments
+from .attachments import Attachments
+from .channels import Channels
 from .domain import Caller, UnsupportedMediaType, normalise_content_type, role_of
-from .service import ChatService
+from .messages import Messages
+from .people import People
 
 router = APIRouter(prefix="/chat", tags=["chat"])
 
@@ -25,16 +29,15 @@ PathId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[^\x00-\x1
 MULTIPART_OVERHEAD = 64 * 1024
 
 
-def _chat(request: Request) -> ChatService:
-    chat: ChatService = service_state(request, "chat")
-    return chat
+PeopleDep = Annotated[People, Depends(provided(People))]
+ChannelsDep = Annotated[Channels, Depends(provided(Channels))]
+AssignmentsDep = Annotated[Assignments, Depends(provided(Assignments))]
+MessagesDep = Annotated[Messages, Depends(provided(Messages))]
+AttachmentsDep = Annotated[Attachments, Depends(provided(Attachments))]
 
 
-Chat = Annotated[ChatService, Depends(_chat)]
-
-
-async def _caller(chat: Chat, user: CurrentUser) -> Caller:
-    return await chat.caller(user.user_id, role_of(user.groups))
+async def _caller(people: PeopleDep, user: CurrentUser) -> Caller:
+    return await people.caller(user.user_id, role_of(user.groups))
 
 
 Me = Annotated[Caller, Depends(_caller)]
@@ -125,14 +128,14 @@ Cursor = Annotated[str | None, Query(max_length=2048)]
     summary="Assign a manager to a customer (admin or manager)",
 )
 async def assign_manager(
-    customer_id: PathId, body: AssignManager, chat: Chat, _: StaffUser, me: Me
+    customer_id: PathId, body: AssignManager, assignments: AssignmentsDep, _: StaffUser, me: Me
 ) -> dict[str, Any]:
-    return await chat.assign(me, customer_id, body.manager_id)
+    return await assignments.assign(me, customer_id, body.manager_id)
 
 
 @router.get("/channels", response_model=ChannelPage, summary="Channels the caller may see")
-async def list_channels(chat: Chat, me: Me, cursor: Cursor = None) -> dict[str, Any]:
-    return await chat.list_channels(me, cursor)
+async def list_channels(channels: ChannelsDep, me: Me, cursor: Cursor = None) -> dict[str, Any]:
+    return await channels.list(me, cursor)
 
 
 @router.post(
@@ -141,8 +144,8 @@ async def list_channels(chat: Chat, me: Me, cursor: Cursor = None) -> dict[str, 
     response_class=Response,
     summary="Join a channel (managers)",
 )
-async def join_channel(channel_id: PathId, chat: Chat, me: Me) -> Response:
-    await chat.join(me, channel_id)
+async def join_channel(channel_id: PathId, channels: ChannelsDep, me: Me) -> Response:
+    await channels.join(me, channel_id)
     return Response(status_code=204)
 
 
@@ -152,9 +155,9 @@ async def join_channel(channel_id: PathId, chat: Chat, me: Me) -> Response:
     summary="Message history, newest first",
 )
 async def list_messages(
-    channel_id: PathId, chat: Chat, me: Me, cursor: Cursor = None
+    channel_id: PathId, messages: MessagesDep, me: Me, cursor: Cursor = None
 ) -> dict[str, Any]:
-    return await chat.history(me, channel_id, cursor)
+    return await messages.history(me, channel_id, cursor)
 
 
 @router.post(
@@ -163,8 +166,10 @@ async def list_messages(
     response_model=MessageOut,
     summary="Post a message (joins a manager who is not yet a member)",
 )
-async def post_message(channel_id: PathId, body: MessageIn, chat: Chat, me: Me) -> dict[str, Any]:
-    return await chat.post(me, channel_id, body.content, body.mentions, body.attachment_ids)
+async def post_message(
+    channel_id: PathId, body: MessageIn, messages: MessagesDep, me: Me
+) -> dict[str, Any]:
+    return await messages.post(me, channel_id, body.content, body.mentions, body.attachment_ids)
 
 
 @router.post(
@@ -188,11 +193,13 @@ async def post_message(channel_id: PathId, body: MessageIn, chat: Chat, me: Me) 
         }
     },
 )
-async def create_attachment(request: Request, chat: Chat, me: Me) -> dict[str, Any]:
+async def create_attachment(
+    request: Request, attachments: AttachmentsDep, me: Me
+) -> dict[str, Any]:
     media_type = normalise_content_type(request.headers.get("content-type"))
     if media_type == "application/json":
         body = await _presign_request(request)
-        return await chat.upload_form(
+        return await attachments.upload_form(
             me, body.name, normalise_content_type(body.content_type), body.size
         )
     if media_type != "multipart/form-data":
@@ -200,7 +207,7 @@ async def create_attachment(request: Request, chat: Chat, me: Me) -> dict[str, A
             "send multipart/form-data with a `file` part, or JSON for a presigned POST",
             code="unsupported_media_type",
         )
-    limit = chat.settings.chat_max_attachment_bytes
+    limit = attachments.max_bytes
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit + MULTIPART_OVERHEAD:
         raise PayloadTooLarge(f"at most {limit} bytes per attachment", code="attachment_too_large")
@@ -212,7 +219,7 @@ async def create_attachment(request: Request, chat: Chat, me: Me) -> dict[str, A
         size = upload.size if upload.size is not None else 0
         await upload.seek(0)
         data = await upload.read(limit + 1) if size <= limit else b""
-        return await chat.upload(
+        return await attachments.upload(
             me,
             upload.filename,
             normalise_content_type(upload.content_type),
@@ -261,6 +268,8 @@ async def _presign_request(request: Request) -> PresignRequest:
     response_class=RedirectResponse,
     summary="Redirect to a short-lived download URL",
 )
-async def download_attachment(attachment_id: PathId, chat: Chat, me: Me) -> RedirectResponse:
-    url = await chat.download_url(me, attachment_id)
+async def download_attachment(
+    attachment_id: PathId, attachments: AttachmentsDep, me: Me
+) -> RedirectResponse:
+    url = await attachments.download_url(me, attachment_id)
     return RedirectResponse(url, status_code=302, headers={"Cache-Control": "no-store"})

@@ -10,12 +10,15 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from shared.errors import BelfryError, Forbidden, NotFound, PayloadTooLarge, Unprocessable
+from shared.events import Producer
 
 Role = Literal["customer", "manager", "admin"]
 ChannelKind = Literal["customer", "managers"]
 CUSTOMER: Role = "customer"
 MANAGER: Role = "manager"
 ADMIN: Role = "admin"
+
+announce = Producer("chat")
 
 METADATA_MAX_CHARS = 1024  # Chime's limit on a message's Metadata
 _SAFE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9_-]*[A-Za-z0-9])?")
@@ -85,6 +88,33 @@ class Channel:
     def name(self) -> str:
         what = "Customer" if self.kind == "customer" else "Managers about"
         return f"{what} {self.customer_id}"[:256]
+
+
+@dataclass(frozen=True)
+class Message:
+    """A message as chat indexes it (the content and metadata also went to Chime)."""
+
+    message_id: str
+    channel_id: str
+    sender_id: str
+    content: str
+    posted_at: str  # ISO-8601 UTC
+    chime_message_id: str | None = None
+    mentions: tuple[str, ...] = ()
+    attachments: tuple[dict[str, object], ...] = ()
+    metadata_compact: bool = False  # Chime's Metadata holds a reference, not the lists
+
+    def view(self) -> dict[str, object]:
+        return {
+            "message_id": self.message_id,
+            "channel_id": self.channel_id,
+            "chime_message_id": self.chime_message_id,
+            "sender_id": self.sender_id,
+            "content": self.content,
+            "mentions": list(self.mentions),
+            "attachments": list(self.attachments),
+            "posted_at": self.posted_at,
+        }
 
 
 @dataclass(frozen=True)

@@ -1,23 +1,27 @@
-"""chat's event handlers and the table of which queue feeds which."""
+"""chat's event handlers, and the table of which queue feeds which."""
 
 from __future__ import annotations
 
-from shared.bus import Subscription
-from shared.events import Envelope
-from shared.topology import subscription
+from shared.bus import RejectEvent
+from shared.events import ChannelJoined, Envelope
+from shared.topology import HandlerTable
 
-from .service import ChatService
+from .channels import Channels, UnknownChannel
 
 MEMBERSHIP_QUEUE = "chat.membership"
 
 
-async def on_channel_joined(envelope: Envelope, *, chat: ChatService) -> None:
-    """Idempotent through the inbox row written with the membership."""
-    await chat.record_join(envelope, MEMBERSHIP_QUEUE)
+async def on_channel_joined(
+    event: ChannelJoined, envelope: Envelope, *, channels: Channels
+) -> None:
+    """Keep a membership another service made; idempotent through the inbox row
+    written with it. A channel chat does not know is refused, not acknowledged."""
+    try:
+        await channels.record_join(event, envelope, MEMBERSHIP_QUEUE)
+    except UnknownChannel as exc:
+        raise RejectEvent("unknown_channel", str(exc)) from None
 
 
-def subscriptions(chat: ChatService) -> list[Subscription]:
-    async def channel_joined(envelope: Envelope) -> None:
-        await on_channel_joined(envelope, chat=chat)
-
-    return [subscription(MEMBERSHIP_QUEUE, channel_joined)]
+HANDLERS: HandlerTable = {
+    MEMBERSHIP_QUEUE: {ChannelJoined: on_channel_joined},
+}

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from services.notifier.bootstrap import definition
 from shared.service import serve
+
+from .bootstrap import definition
 
 if __name__ == "__main__":
     serve([definition])

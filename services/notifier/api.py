@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import time
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response, WebSocket
+from fastapi import APIRouter, Depends, Query, Response, WebSocket
 from pydantic import BaseModel
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from services.notifier.live import CLOSE_UNAUTHORIZED, Session
-from services.notifier.state import Notifier
 from shared.auth import CurrentUser, authenticate_websocket
+from shared.clock import utc_iso
 from shared.errors import BelfryError, NotFound
-from shared.service import service_state
+from shared.service import provided
+
+from .live import CLOSE_UNAUTHORIZED, Session
+from .state import Notifier
 
 router = APIRouter(prefix="/notifications", tags=["notifications"])
 
@@ -36,21 +38,19 @@ class MentionPage(BaseModel):
     next_cursor: str | None
 
 
-def _notifier(request: Request | WebSocket) -> Notifier:
-    notifier: Notifier = service_state(request, "notifier")
-    return notifier
+NotifierDep = Annotated[Notifier, Depends(provided(Notifier))]
 
 
 @router.get("/mentions", response_model=MentionPage)
 async def list_mentions(
-    request: Request,
+    notifier: NotifierDep,
     user: CurrentUser,
     unread: Annotated[bool, Query(description="Only mentions not yet marked read.")] = False,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
     cursor: Annotated[str | None, Query(max_length=2048)] = None,
 ) -> MentionPage:
     """The caller's mentions, newest first, with how many are unread."""
-    mentions = _notifier(request).mentions
+    mentions = notifier.mentions
     items, next_cursor = await mentions.page(
         user.user_id, unread_only=unread, limit=limit, cursor=cursor
     )
@@ -62,20 +62,21 @@ async def list_mentions(
 
 
 @router.post("/mentions/{mention_id}/read", status_code=204)
-async def mark_mention_read(mention_id: str, request: Request, user: CurrentUser) -> Response:
+async def mark_mention_read(mention_id: str, notifier: NotifierDep, user: CurrentUser) -> Response:
     """Mark one of the caller's mentions read (404 for anyone else's)."""
-    at = datetime.now(UTC).isoformat().replace("+00:00", "Z")
-    if not await _notifier(request).mentions.mark_read(user.user_id, mention_id[:256], at):
+    at = utc_iso(time.time())
+    if not await notifier.mentions.mark_read(user.user_id, mention_id[:256], at):
         raise NotFound("no such mention", code="mention_not_found")
     return Response(status_code=204)
 
 
 @router.websocket("/ws")
-async def notifications_ws(websocket: WebSocket, since: str | None = None) -> None:
+async def notifications_ws(
+    websocket: WebSocket, notifier: NotifierDep, since: str | None = None
+) -> None:
     """Frames `{"type", "data", "cursor"}` for what the caller may read; the first
     is `session.ready`. Token: `?token=` or a first frame `{"type": "auth",
     "token": …}`. Resume with `?since=<cursor of the last frame you got>`."""
-    notifier = _notifier(websocket)
     try:
         principal = await authenticate_websocket(websocket)
     except WebSocketDisconnect:

@@ -1,39 +1,31 @@
-"""The notifier's composition root: tables, Chime, handlers, subscriptions."""
+"""The notifier's composition root: tables, Chime, the feed writer, handlers,
+subscriptions. No I/O at import."""
 
 from __future__ import annotations
 
-from services.notifier.adapters.chime import ChimeMemberships
-from services.notifier.adapters.dynamo import (
-    FEED_TABLE,
-    MEMBERS_TABLE,
-    MENTIONS_TABLE,
-    DynamoFeed,
-    DynamoMembers,
-    DynamoMentions,
-)
-from services.notifier.api import router
-from services.notifier.handlers import (
-    FanoutHandler,
-    FeedHandler,
-    MentionHandler,
-    ReceiptWatcher,
-)
-from services.notifier.joins import JoinBatcher
-from services.notifier.live import Hub
-from services.notifier.settings import NotifierSettings
-from services.notifier.state import Notifier
 from shared.aws import AwsClients
-from shared.bus import EventBus, Subscription
+from shared.bus import EventBus
 from shared.dynamo import ensure_tables
 from shared.inbox import INBOX_TABLE, Inbox
 from shared.outbox import OUTBOX_TABLE, Outbox
 from shared.runtime import Component, dynamodb_check
 from shared.service import ServiceDefinition
 from shared.store import Store
-from shared.topology import QUEUES, subscription
+from shared.topology import wire
+
+from .adapters.chime import ChimeMemberships
+from .adapters.feed import FEED_TABLE, DynamoFeed
+from .adapters.members import MEMBERS_TABLE, DynamoMembers
+from .adapters.mentions import MENTIONS_TABLE, DynamoMentions
+from .api import router
+from .fanout import ReceiptWatcher
+from .handlers import HANDLERS
+from .joins import JoinBatcher
+from .live import Hub
+from .settings import NotifierSettings
+from .state import Notifier
 
 NAME = "notifier"
-FANOUT_QUEUE = "notifier.fanout"  # per replica: notifier.fanout.<instance id>
 
 
 async def build(settings: NotifierSettings, aws: AwsClients, bus: EventBus) -> Component:
@@ -53,23 +45,20 @@ async def build(settings: NotifierSettings, aws: AwsClients, bus: EventBus) -> C
     members = DynamoMembers(
         aws.dynamodb, tables["members"], cache_seconds=settings.notifier_members_cache_seconds
     )
-    mentions = DynamoMentions(aws.dynamodb, tables["mentions"])
     inbox = Inbox(aws.dynamodb, tables["inbox"])
     outbox = Outbox(aws.dynamodb, tables["outbox"], bus)
+    mentions = DynamoMentions(
+        aws.dynamodb,
+        tables["mentions"],
+        store=Store(aws.dynamodb, outbox=outbox),
+        inbox=inbox,
+        members=members,
+    )
     chime = ChimeMemberships(
         aws.chime_messaging, aws.chime_identity, service_user_id=settings.notifier_service_user_id
     )
     joiner = JoinBatcher(chime.add_members, window_seconds=settings.notifier_join_window_seconds)
-    on_mention = MentionHandler(
-        claims=inbox,
-        store=Store(aws.dynamodb, outbox=outbox),
-        members=members,
-        mentions=mentions,
-        joiner=joiner,
-    )
-    on_feed = FeedHandler(feed=feed, members=members)
     watcher = ReceiptWatcher(feed=feed, hub=hub)
-    on_fanout = FanoutHandler(watcher=watcher, hub=hub)
 
     async def prepare_service_user() -> None:
         if settings.notifier_app_instance_arn:
@@ -78,12 +67,17 @@ async def build(settings: NotifierSettings, aws: AwsClients, bus: EventBus) -> C
     return Component(
         name=NAME,
         bus=bus,
-        state=Notifier(settings=settings, feed=feed, mentions=mentions, members=members, hub=hub),
-        subscriptions=[
-            subscription("notifier.mentions", on_mention),
-            subscription("notifier.feed", on_feed),
-            Subscription(FANOUT_QUEUE, QUEUES["notifier.feed"], on_fanout, fanout=True),
-        ],
+        provides=(Notifier(settings=settings, feed=feed, mentions=mentions, hub=hub),),
+        subscriptions=wire(
+            HANDLERS,
+            claims=inbox,
+            members=members,
+            mentions=mentions,
+            joiner=joiner,
+            feed=feed,
+            watcher=watcher,
+            hub=hub,
+        ),
         loops=[feed.run, watcher.run, outbox.run_relay, prepare_service_user],
         checks={"dynamodb": dynamodb_check(aws.dynamodb, tables["feed"])},
         on_stop=[hub.close_all, joiner.close, outbox.flush],

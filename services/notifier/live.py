@@ -20,12 +20,14 @@ import asyncio
 import contextlib
 import json
 from collections.abc import Iterable, Mapping
-from typing import Protocol
 
 from prometheus_client import Counter, Gauge
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from services.notifier.domain import (
+from shared.auth import Principal
+from shared.logging import get_logger
+
+from .domain import (
     READY_FRAME,
     Audience,
     FeedRow,
@@ -35,8 +37,7 @@ from services.notifier.domain import (
     frame_text,
     may_see,
 )
-from shared.auth import Principal
-from shared.logging import get_logger
+from .ports import FeedReader
 
 log = get_logger("belfry.notifier")
 
@@ -56,14 +57,6 @@ FRAMES_SENT = Counter(
 CLOSED = Counter(
     "belfry_notifier_ws_closed_total", "WebSockets closed by the server, by reason.", ["reason"]
 )
-
-
-class FeedReader(Protocol):
-    async def head(self, user_id: str) -> int: ...
-
-    async def read(
-        self, user_id: str, after: int, limit: int = PAGE
-    ) -> tuple[list[FeedRow], bool]: ...
 
 
 class SlowClient(Exception):

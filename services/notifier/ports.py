@@ -1,65 +1,97 @@
-"""What the notifier's handlers need from the outside, as Protocols (the
-DynamoDB and Chime adapters implement them; unit tests use fakes)."""
+"""What the notifier's handlers and routes need from the outside, as Protocols
+(the DynamoDB and Chime adapters implement them; unit tests use fakes)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol
 
-from services.notifier.domain import Audience, FeedEntry
-from shared.dynamo import TransactItem
 from shared.events import Envelope, UserMentioned
+
+from .domain import Audience, FeedEntry, FeedRow
+
+EventKey = tuple[str, str]  # (consumer, event_id): what the inbox records
+
+
+class ChimeUnavailable(Exception):
+    """Chime failed (throttling or 5xx outlived the client's retries, or a network
+    error): the handler fails and the bus retries it later."""
+
+
+class ChimeRejected(Exception):
+    """Chime refused the call for good (unknown channel, forbidden, bad input)."""
 
 
 class Feed(Protocol):
     async def append(
         self, key: str, entries: Sequence[FeedEntry], notify: set[str] | None = None
-    ) -> bool: ...
+    ) -> bool:
+        """Append `entries` once per `key` (False: appended before); the receipt
+        names `notify` (default: the entries' users)."""
+        ...
 
-    async def receipts(self, keys: Sequence[str]) -> dict[str, set[str]]: ...
+    async def receipts(self, keys: Sequence[str]) -> dict[str, set[str]]:
+        """The users each done append touched (keys not appended yet are absent)."""
+        ...
 
     def written_here(self, key: str) -> bool: ...
 
 
+class FeedReader(Protocol):
+    async def head(self, user_id: str) -> int: ...
+
+    async def read(
+        self, user_id: str, after: int, limit: int = 100
+    ) -> tuple[list[FeedRow], bool]: ...
+
+
 class Members(Protocol):
+    """The notifier's view of channel membership (from ChannelJoined)."""
+
     async def members(self, channel_id: str) -> set[str]: ...
 
     async def is_member(self, channel_id: str, user_id: str) -> bool: ...
 
     async def add(self, channel_id: str, user_id: str, reason: str) -> None: ...
 
-    def join_item(self, channel_id: str, user_id: str, reason: str) -> TransactItem: ...
+
+@dataclass(frozen=True)
+class Recorded:
+    mention: bool  # the inbox entry was written here (not by a peer first)
+    joined: bool  # the membership was written (and announced) here
 
 
-class Mentions(Protocol):
-    def record_item(self, mention: UserMentioned, at: str) -> TransactItem: ...
+class MentionInbox(Protocol):
+    async def record(
+        self, mention: UserMentioned, at: str, *, joined: Envelope | None, claim: EventKey
+    ) -> Recorded:
+        """The mention in the person's inbox and, with `joined` (the ChannelJoined
+        of a lazy join), the membership and its event, completing `claim`: one
+        transaction."""
+        ...
+
+    async def page(
+        self, user_id: str, *, unread_only: bool, limit: int, cursor: str | None
+    ) -> tuple[list[dict[str, Any]], str | None]: ...
+
+    async def unread_count(self, user_id: str) -> int: ...
+
+    async def mark_read(self, user_id: str, mention_id: str, at: str) -> bool: ...
 
 
 class Joiner(Protocol):
-    async def join(self, channel_arn: str, member_arn: str) -> None: ...
+    async def join(self, channel_arn: str, member_arn: str) -> None:
+        """The AppInstanceUser is a member of the channel once this returns."""
+        ...
 
 
 class Claims(Protocol):
-    """`shared.inbox.Inbox`: claim/completion/release around a side effect."""
+    """`shared.inbox.Inbox`: a claim around a side effect outside DynamoDB."""
 
     async def claim(self, consumer: str, event_id: str, lease_seconds: int = 60) -> bool: ...
 
-    def completion(self, consumer: str, event_id: str) -> TransactItem: ...
-
     async def release(self, consumer: str, event_id: str) -> None: ...
-
-
-class UnitOfWork(Protocol):
-    """`shared.store.Store`: state items + outbox events in one transaction."""
-
-    async def commit(
-        self,
-        items: Sequence[TransactItem] = (),
-        *,
-        events: Sequence[Envelope] = (),
-        once: tuple[str, str] | None = None,
-        token: str | None = None,
-    ) -> bool: ...
 
 
 class Wakeable(Protocol):

@@ -1,18 +1,17 @@
-"""What the notifier's routes reach through `service_state(request, "notifier")`."""
+"""What the notifier's routes depend on (`provided(Notifier)`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from services.notifier.adapters.dynamo import DynamoFeed, DynamoMembers, DynamoMentions
-from services.notifier.live import Hub
-from services.notifier.settings import NotifierSettings
+from .live import Hub
+from .ports import FeedReader, MentionInbox
+from .settings import NotifierSettings
 
 
-@dataclass
+@dataclass(frozen=True)
 class Notifier:
     settings: NotifierSettings
-    feed: DynamoFeed
-    mentions: DynamoMentions
-    members: DynamoMembers
+    feed: FeedReader
+    mentions: MentionInbox
     hub: Hub

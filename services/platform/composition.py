@@ -1,24 +1,39 @@
-"""Which services the platform process runs, and the settings each one gets."""
+"""Which services the platform process runs, and the settings each one gets.
+
+The platform is the one place that knows every service: it imports their
+definitions (no I/O happens at import) and their settings classes.
+"""
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Sequence
 from typing import Any
 
+from services.chat.bootstrap import definition as chat
+from services.notifier.bootstrap import definition as notifier
+from services.rooms.bootstrap import definition as rooms
+from services.scheduler.bootstrap import definition as scheduler
 from shared.service import ServiceDefinition
 from shared.settings import BelfrySettings
 
-SERVICES: tuple[str, ...] = ("scheduler", "rooms", "chat", "notifier")
+from .settings import PlatformSettings
+
+DEFINITIONS: tuple[ServiceDefinition, ...] = (scheduler, rooms, chat, notifier)
 
 
-def definitions(names: Sequence[str] = SERVICES) -> list[ServiceDefinition]:
-    """Each service's `ServiceDefinition`, imported only now (no I/O at import)."""
-    found = [importlib.import_module(f"services.{name}.bootstrap").definition for name in names]
-    for definition in found:
-        if not isinstance(definition, ServiceDefinition):
-            raise TypeError(f"services.*.bootstrap.definition is a {type(definition).__name__}")
-    return found
+def definitions() -> list[ServiceDefinition]:
+    """Each service's `ServiceDefinition`, in start-up order."""
+    return list(DEFINITIONS)
+
+
+def settings_classes() -> dict[str, type[BelfrySettings]]:
+    """The common settings, each service's own and the platform's: what
+    docs/configuration.md lists."""
+    return {
+        "Every process": BelfrySettings,
+        **{d.name: d.settings_type for d in DEFINITIONS},
+        "platform": PlatformSettings,
+    }
 
 
 def service_settings(

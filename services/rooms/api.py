@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Request, Response
+from fastapi import APIRouter, Depends, Path, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.rooms.domain import RoomNotFound
-from services.rooms.joins import Joins
 from shared.auth import CurrentUser
-from shared.service import service_state
+from shared.service import provided
+
+from .attendance import Attendance
+from .listing import Listing
 
 SERVICE = "rooms"
 router = APIRouter(prefix="/rooms", tags=["rooms"])
@@ -56,24 +57,18 @@ class AttendeeList(BaseModel):
     attendees: list[AttendeeOut]
 
 
-def _joins(request: Request) -> Joins:
-    joins: Joins = service_state(request, SERVICE)
-    return joins
+AttendanceDep = Annotated[Attendance, Depends(provided(Attendance))]
+ListingDep = Annotated[Listing, Depends(provided(Listing))]
 
 
 @router.get("", summary="Active rooms (the landing page)")
-async def list_rooms(request: Request, _: CurrentUser) -> RoomList:
-    joins = _joins(request)
-    rooms = await joins.tables.listed_rooms(joins.clock())
-    return RoomList(rooms=[RoomOut(**r.view()) for r in rooms])
+async def list_rooms(listing: ListingDep, _: CurrentUser) -> RoomList:
+    return RoomList(rooms=[RoomOut(**r.view()) for r in await listing.active()])
 
 
 @router.get("/{room_id}", summary="One room", responses={404: {"description": "Unknown room"}})
-async def get_room(room_id: RoomId, request: Request, _: CurrentUser) -> RoomOut:
-    room = await _joins(request).tables.room(room_id)
-    if room is None:
-        raise RoomNotFound(f"no room {room_id}")
-    return RoomOut(**room.view())
+async def get_room(room_id: RoomId, listing: ListingDep, _: CurrentUser) -> RoomOut:
+    return RoomOut(**(await listing.get(room_id)).view())
 
 
 @router.post(
@@ -85,8 +80,8 @@ async def get_room(room_id: RoomId, request: Request, _: CurrentUser) -> RoomOut
         503: {"description": "Chime is throttling or failing; retry after Retry-After"},
     },
 )
-async def join_room(room_id: RoomId, request: Request, user: CurrentUser) -> JoinOut:
-    return JoinOut(**await _joins(request).join(room_id, user.user_id))
+async def join_room(room_id: RoomId, attendance: AttendanceDep, user: CurrentUser) -> JoinOut:
+    return JoinOut(**await attendance.join(room_id, user.user_id))
 
 
 @router.post(
@@ -95,15 +90,14 @@ async def join_room(room_id: RoomId, request: Request, user: CurrentUser) -> Joi
     summary="Leave a room (idempotent)",
     responses={404: {"description": "Unknown room"}},
 )
-async def leave_room(room_id: RoomId, request: Request, user: CurrentUser) -> Response:
-    await _joins(request).leave(room_id, user.user_id)
+async def leave_room(room_id: RoomId, attendance: AttendanceDep, user: CurrentUser) -> Response:
+    await attendance.leave(room_id, user.user_id)
     return Response(status_code=204)
 
 
 @router.get("/{room_id}/attendees", summary="Who has joined the room and not left")
-async def list_attendees(room_id: RoomId, request: Request, _: CurrentUser) -> AttendeeList:
-    joins = _joins(request)
-    records = await joins.tables.room_attendees(room_id)
-    if not records and await joins.tables.room(room_id) is None:
-        raise RoomNotFound(f"no room {room_id}")
+async def list_attendees(
+    room_id: RoomId, attendance: AttendanceDep, _: CurrentUser
+) -> AttendeeList:
+    records = await attendance.attendees(room_id)
     return AttendeeList(attendees=[AttendeeOut(**r.view()) for r in records])

@@ -1,57 +1,72 @@
-"""The composition root of rooms: tables, Chime gateway, joins, event handlers."""
+"""The composition root of rooms: tables, store, Chime gateway, use cases,
+event handlers. No I/O at import."""
 
 from __future__ import annotations
 
-from services.rooms.adapters.chime import ChimeMeetingGateway
-from services.rooms.adapters.dynamo import TABLES, RoomTables
-from services.rooms.api import SERVICE, router
-from services.rooms.handlers import RoomEvents
-from services.rooms.joins import JoinPolicy, Joins
-from services.rooms.settings import RoomsSettings
+import time
+
 from shared.aws import AwsClients
 from shared.bus import EventBus
+from shared.clock import Clock
 from shared.dynamo import ensure_tables
 from shared.inbox import INBOX_TABLE, Inbox
 from shared.outbox import OUTBOX_TABLE, Outbox
 from shared.runtime import Component, dynamodb_check
 from shared.service import ServiceDefinition
 from shared.store import Store
+from shared.topology import wire
+
+from .adapters.chime import ChimeMeetingGateway
+from .adapters.dynamo import DynamoRooms
+from .adapters.rows import ROOMS_TABLE, TABLES
+from .api import SERVICE, router
+from .attendance import Attendance
+from .handlers import HANDLERS
+from .listing import Listing
+from .meetings import Meetings
+from .settings import RoomsSettings
 
 SPECS = (*TABLES, INBOX_TABLE, OUTBOX_TABLE)
 
 
-async def build(settings: RoomsSettings, aws: AwsClients, bus: EventBus) -> Component:
+async def build(
+    settings: RoomsSettings, aws: AwsClients, bus: EventBus, *, clock: Clock = time.time
+) -> Component:
+    """`clock` is for tests, which move time instead of waiting for it."""
     names = await ensure_tables(aws.dynamodb, settings.table_prefix, SERVICE, SPECS)
-    tables = RoomTables(aws.dynamodb, names)
     outbox = Outbox(aws.dynamodb, names[OUTBOX_TABLE.suffix], bus)
     inbox = Inbox(
         aws.dynamodb, names[INBOX_TABLE.suffix], retention_seconds=settings.rooms_retention_seconds
     )
-    store = Store(aws.dynamodb, inbox=inbox, outbox=outbox)
+    store = DynamoRooms(aws.dynamodb, Store(aws.dynamodb, inbox=inbox, outbox=outbox), names)
     chime = ChimeMeetingGateway(aws.chime_meetings)
-    joins = Joins(
-        tables,
+    meetings = Meetings(
         store,
         chime,
-        JoinPolicy(
-            meeting_wait_seconds=settings.rooms_meeting_wait_seconds,
-            lease_seconds=settings.rooms_meeting_lease_seconds,
-            retention_seconds=settings.rooms_retention_seconds,
-        ),
+        clock=clock,
+        wait_seconds=settings.rooms_meeting_wait_seconds,
+        lease_seconds=settings.rooms_meeting_lease_seconds,
     )
-    events = RoomEvents(tables, store, chime, retention_seconds=settings.rooms_retention_seconds)
-    interval = settings.rooms_outbox_relay_seconds
+    attendance = Attendance(
+        store, chime, meetings, clock=clock, retention_seconds=settings.rooms_retention_seconds
+    )
 
     async def relay() -> None:
-        await outbox.run_relay(interval)
+        await outbox.run_relay(settings.rooms_outbox_relay_seconds)
 
     return Component(
         name=SERVICE,
         bus=bus,
-        state=joins,
-        subscriptions=events.subscriptions(),
+        provides=(attendance, Listing(store, clock=clock)),
+        subscriptions=wire(
+            HANDLERS,
+            rooms=store,
+            chime=chime,
+            clock=clock,
+            retention_seconds=settings.rooms_retention_seconds,
+        ),
         loops=[relay],
-        checks={"dynamodb": dynamodb_check(aws.dynamodb, tables.rooms)},
+        checks={"dynamodb": dynamodb_check(aws.dynamodb, names[ROOMS_TABLE.suffix])},
         on_stop=[outbox.flush],
     )
 

@@ -12,13 +12,16 @@ import hashlib
 import re
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from shared.errors import Conflict, NotFound, ServiceUnavailable
+from shared.events import Producer
 
 SCHEDULED, ACTIVE, ENDED, CANCELLED = "scheduled", "active", "ended", "cancelled"
 TERMINAL = (ENDED, CANCELLED)
 LISTED = "active"  # the one partition of the `listed` index (a sparse index)
+
+announce = Producer("rooms")
 
 _TOKEN_NAMESPACE = uuid.UUID("7b0c5a8e-9a55-4d0e-9a43-8f1d2a6b3c11")
 _CHIME_ID = re.compile(r"^[-_a-zA-Z0-9.@+=:/]{2,64}$")
@@ -39,6 +42,39 @@ class RoomFull(Conflict):
 class MeetingUnavailable(ServiceUnavailable):
     """Chime throttled or failed past our retries, or the meeting is still being
     created by another join after the bounded wait."""
+
+
+def room_busy() -> MeetingUnavailable:
+    """The room's row kept racing other writes past the retries: 503, not 500."""
+    return MeetingUnavailable("the room is busy, try again", code="room_busy")
+
+
+@dataclass(frozen=True)
+class RoomDetails:
+    """What the scheduler says about a room (RoomScheduled, RoomActivated)."""
+
+    title: str
+    topic: str
+    media_region: str
+    start_at: int
+    end_at: int
+
+
+@dataclass(frozen=True)
+class Lifecycle:
+    """One of the scheduler's events, as it changes rooms' read model: the room
+    is now `status`; `event_ms` orders RoomScheduled announcements."""
+
+    room_id: str
+    status: str
+    event_ms: int
+    expires_at: int
+    details: RoomDetails | None = None  # scheduled and active carry them
+
+
+Applied = Literal["applied", "duplicate", "superseded"]
+"""What handling an event did: written; the inbox had it already; or the row
+had moved past it (only the inbox record is written)."""
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
+from shared.events import Envelope
+
+from .domain import Applied, AttendeeRecord, Lifecycle, Room
+
 Meeting = dict[str, Any]  # Chime's `Meeting` object, exactly as CreateMeeting returns it
 Attendee = dict[str, Any]  # Chime's `Attendee` object, exactly as CreateAttendee returns it
+EventKey = tuple[str, str]  # (consumer, event_id): what the inbox records
 
 
 class MeetingGone(Exception):
@@ -42,4 +47,88 @@ class MeetingGateway(Protocol):
 
     async def delete_meeting(self, meeting_id: str) -> None:
         """Idempotent: a meeting that is gone is fine."""
+        ...
+
+
+class RoomStore(Protocol):
+    """Rooms' read model, meetings and attendees. Every write that others must
+    hear about takes its `events` and commits them with the state (outbox); a
+    write that keeps racing other transactions raises `domain.room_busy()`."""
+
+    # --- reads -------------------------------------------------------------
+
+    async def room(self, room_id: str) -> Room | None: ...
+
+    async def room_and_attendee(
+        self, room_id: str, user_id: str
+    ) -> tuple[Room | None, AttendeeRecord | None]:
+        """Both in one round trip (the join path)."""
+        ...
+
+    async def attendee(self, room_id: str, user_id: str) -> AttendeeRecord | None: ...
+
+    async def active_rooms(self, now: float) -> list[Room]:
+        """Active rooms that have started and not ended at `now`, by a keyed
+        query (never a scan), soonest start first."""
+        ...
+
+    async def attendees(self, room_id: str) -> list[AttendeeRecord]: ...
+
+    # --- the scheduler's events --------------------------------------------
+
+    async def apply(self, change: Lifecycle, *, once: EventKey) -> Applied:
+        """Move the room to `change.status` unless it has moved past it (a
+        terminal state wins; an older RoomScheduled never overwrites a newer
+        one), with the inbox record in the same transaction."""
+        ...
+
+    async def count(self, room_id: str, delta: int, *, once: EventKey) -> Applied:
+        """Add `delta` to the room's attendee count, once per event."""
+        ...
+
+    async def forget_meeting(self, room_id: str, meeting_id: str) -> None:
+        """Drop the cached meeting of an ended room, if it is still that one."""
+        ...
+
+    # --- find-or-create of the meeting ---------------------------------------
+
+    async def take_lease(
+        self, room_id: str, owner: str, now: int, until: int, stale_meeting_id: str | None
+    ) -> bool:
+        """Claim the right to create the room's next meeting: only while the room
+        is active, has no meeting (or still exactly the stale one) and no live
+        lease. True if this caller won."""
+        ...
+
+    async def release_lease(self, room_id: str, owner: str) -> None: ...
+
+    async def save_meeting(
+        self,
+        room_id: str,
+        owner: str,
+        meeting: Meeting,
+        generation: int,
+        events: Sequence[Envelope],
+    ) -> bool:
+        """Record the new meeting: False (nothing written) unless this caller
+        still holds the lease and the room is still active."""
+        ...
+
+    # --- attendees -----------------------------------------------------------
+
+    async def save_attendee(
+        self,
+        record: AttendeeRecord,
+        expires_at: int,
+        replaces: str | None,
+        events: Sequence[Envelope],
+    ) -> bool:
+        """The user's attendee row; `replaces` is the attendee id the caller read
+        (None: no row). False when a concurrent join of the user wrote first."""
+        ...
+
+    async def remove_attendee(
+        self, room_id: str, user_id: str, attendee_id: str, events: Sequence[Envelope]
+    ) -> bool:
+        """False when the row is no longer that attendee (a concurrent leave)."""
         ...

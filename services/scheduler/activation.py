@@ -18,10 +18,12 @@ from typing import Any
 
 from prometheus_client import Counter, Histogram
 
+from shared.clock import Clock
 from shared.events import Envelope
 from shared.logging import get_logger
+from shared.runtime import every
 
-from .domain import Clock, Phase, Room, activate, activated_event, end, ended_event
+from .domain import Phase, Room, activate, activated_event, end, ended_event
 from .ports import Change, ScheduleStore, StaleRooms, TickStats
 
 log = get_logger("belfry.scheduler.activation")
@@ -168,17 +170,10 @@ class Activator:
 
     async def run(self) -> None:
         """Tick forever (a `Component.loops` entry); a failed tick is logged and
-        retried on the next one."""
+        retried on the next one; with more due than one query read, at once."""
         log.info("activation.started", tick_s=self.tick_seconds)
-        while True:
-            started = time.monotonic()
-            busy = False
-            try:
-                stats = await self.tick()
-                busy = stats.more
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("activation.tick_failed", error=repr(exc))
-            if not busy:
-                await asyncio.sleep(max(0.0, self.tick_seconds - (time.monotonic() - started)))
+
+        async def tick() -> bool:
+            return (await self.tick()).more
+
+        await every(self.tick_seconds, tick, name="activation.tick")

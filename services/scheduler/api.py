@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal, Self
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query
 from pydantic import (
     AfterValidator,
     AwareDatetime,
@@ -17,7 +17,8 @@ from pydantic import (
 )
 
 from shared.auth import ADMIN, Principal, require_groups
-from shared.service import service_state
+from shared.clock import utc_iso
+from shared.service import provided
 
 from .domain import (
     DURATION_MAX,
@@ -160,10 +161,6 @@ class ChangeRoom(BaseModel):
         )
 
 
-def _iso(epoch: int) -> str:
-    return datetime.fromtimestamp(epoch, UTC).isoformat().replace("+00:00", "Z")
-
-
 class RoomOut(BaseModel):
     room_id: str
     title: str
@@ -191,8 +188,8 @@ class RoomOut(BaseModel):
             "status": room.phase.value,
             "start_at": room.start_at,
             "end_at": room.end_at,
-            "start_time": _iso(room.start_at),
-            "end_time": _iso(room.end_at),
+            "start_time": utc_iso(room.start_at),
+            "end_time": utc_iso(room.end_at),
             "duration_minutes": room.duration_minutes,
             "media_region": room.media_region,
             "scheduled_by": room.scheduled_by,
@@ -210,17 +207,7 @@ class RoomPage(BaseModel):
     next_cursor: str | None = Field(None, description="Pass as `cursor` for the next page.")
 
 
-def _schedule(request: Request) -> Schedule:
-    schedule: Schedule = service_state(request, SERVICE).schedule
-    return schedule
-
-
-def _page_size(request: Request) -> int:
-    size: int = service_state(request, SERVICE).page_size
-    return size
-
-
-ScheduleDep = Annotated[Schedule, Depends(_schedule)]
+ScheduleDep = Annotated[Schedule, Depends(provided(Schedule))]
 RoomId = Annotated[str, Path(min_length=1, max_length=64)]
 
 
@@ -233,14 +220,13 @@ async def schedule_room(body: ScheduleRoom, admin: Admin, schedule: ScheduleDep)
 async def list_rooms(
     *,
     admin: Admin,
-    request: Request,
     schedule: ScheduleDep,
     status: Literal["scheduled", "active", "ended", "cancelled"] = "scheduled",
     cursor: Annotated[str | None, Query(max_length=1024)] = None,
     limit: Annotated[int | None, Query(ge=1, le=100)] = None,
 ) -> RoomPage:
     page = await schedule.page(
-        Phase(status), limit=limit or _page_size(request), cursor=cursor or None
+        Phase(status), limit=limit or schedule.page_size, cursor=cursor or None
     )
     return RoomPage(items=[RoomOut.of(r) for r in page.rooms], next_cursor=page.cursor)
 

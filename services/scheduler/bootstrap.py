@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from shared.aws import AwsClients
 from shared.bus import EventBus
+from shared.clock import Clock
 from shared.dynamo import ensure_tables
 from shared.outbox import OUTBOX_TABLE, Outbox
 from shared.runtime import Component, dynamodb_check
@@ -16,7 +17,7 @@ from shared.store import Store
 from .activation import Activator
 from .adapters.dynamo import ROOMS_TABLE, TITLES_TABLE, DynamoSchedule
 from .api import SERVICE, router
-from .domain import Clock, Rules
+from .domain import Rules
 from .schedule import Schedule
 from .settings import SchedulerSettings
 
@@ -25,13 +26,12 @@ TABLES = (ROOMS_TABLE, TITLES_TABLE, OUTBOX_TABLE)
 
 @dataclass(frozen=True)
 class Scheduler:
-    """What the routes reach through `service_state(request, "scheduler")`."""
+    """The scheduler, wired (tests and benchmarks drive its parts directly)."""
 
     schedule: Schedule
     activator: Activator
     store: DynamoSchedule
     outbox: Outbox
-    page_size: int
 
 
 async def build(
@@ -64,11 +64,10 @@ async def build(
         concurrent_transactions=settings.scheduler_concurrent_transactions,
     )
     state = Scheduler(
-        schedule=Schedule(store, clock=clock, rules=rules),
+        schedule=Schedule(store, clock=clock, rules=rules, page_size=settings.scheduler_page_size),
         activator=activator,
         store=store,
         outbox=outbox,
-        page_size=settings.scheduler_page_size,
     )
 
     async def relay() -> None:
@@ -77,7 +76,7 @@ async def build(
     return Component(
         name=SERVICE,
         bus=bus,
-        state=state,
+        provides=(state.schedule, state),
         loops=[activator.run, relay],
         checks={
             "dynamodb": dynamodb_check(aws.dynamodb, tables["rooms"]),

@@ -10,7 +10,6 @@ replicas racing for one transition exactly one wins.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
@@ -18,16 +17,14 @@ from shared.errors import Conflict, NotFound, Unprocessable
 from shared.events import (
     Envelope,
     EventData,
+    Producer,
     RoomActivated,
     RoomCancelled,
     RoomEnded,
     RoomScheduled,
 )
 
-PRODUCER = "scheduler"
-
-Clock = Callable[[], float]
-"""Seconds since the epoch (`time.time`); tests pass a clock they can move."""
+announce = Producer("scheduler")
 
 # Chime SDK meetings' media regions (the `MediaRegion` of CreateMeeting).
 MEDIA_REGIONS: frozenset[str] = frozenset(
@@ -297,12 +294,7 @@ def _event_id(room: Room, what: str) -> str:
 
 
 def _envelope(room: Room, data: EventData) -> Envelope:
-    return Envelope.new(
-        data,
-        producer=PRODUCER,
-        correlation_id=room.correlation_id,
-        event_id=_event_id(room, data.TYPE),
-    )
+    return announce(data, correlation_id=room.correlation_id, event_id=_event_id(room, data.TYPE))
 
 
 def scheduled_event(room: Room) -> Envelope:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from shared.clock import Clock
 from shared.logging import current_correlation_id, get_logger
 
 from .domain import (
-    Clock,
     ConcurrentChange,
     Phase,
     Room,
@@ -27,10 +27,13 @@ _ATTEMPTS = 3  # reads and conditional writes of one request racing other writer
 
 
 class Schedule:
-    def __init__(self, store: ScheduleStore, *, clock: Clock, rules: Rules) -> None:
+    def __init__(
+        self, store: ScheduleStore, *, clock: Clock, rules: Rules, page_size: int = 50
+    ) -> None:
         self.store = store
         self.clock = clock
         self.rules = rules
+        self.page_size = page_size
 
     async def schedule(self, draft: RoomDraft, *, by: str) -> Room:
         now = self.clock()

@@ -1,16 +1,10 @@
 """`amqp://`: the bus over RabbitMQ with aio-pika (production).
 
-Topology per durable subscription `<q>` (names carry the configured prefix):
-
-    belfry.events (topic) --routing keys--> <q>            quorum, delivery limit,
-                                                          DLX belfry.dlx / key <q>
-    <q>.retry.<n>  quorum; per-message TTL = n-th back-off; dead-letters to the
-                   default exchange with key <q>, i.e. straight back to <q>
-    belfry.dlx (direct) --<q>--> <q>.dlq                  quorum
-
-A failed handler's message is re-published (confirmed) to `<q>.retry.<n>` and
-then acked; after the last back-off it is published to the DLQ with the error
-and attempt count in headers. Undecodable events go to the DLQ at once. A
+Each durable subscription `<q>` has a work queue, delay queues
+`<q>.retry.<n>` and a `<q>.dlq` (`shared.bus.rabbit`). A failed handler's
+message is re-published (confirmed) to `<q>.retry.<n>` and then acked; after
+the last back-off it is published to the DLQ with the error and attempt count
+in headers. Undecodable events go to the DLQ at once. A
 consumer that dies mid-message leaves it unacked; the broker redelivers it, and
 the delivery limit dead-letters a message that keeps killing consumers.
 One delay queue per back-off level keeps every message in a queue on the same
@@ -50,21 +44,21 @@ from shared.bus.base import (
     Subscription,
     UnroutableEvent,
 )
+from shared.bus.letters import (
+    ATTEMPT,
+    ERROR,
+    REASON,
+    SOURCE_QUEUE,
+    attempt_of,
+    copy_message,
+    peek_dead_letters,
+    replay_dead_letters,
+)
+from shared.bus.rabbit import CONNECTION_ERRORS, connect, declare_durable, declare_fanout
 from shared.events import Envelope
 from shared.logging import get_logger
 
 log = get_logger("belfry.bus.amqp")
-
-ATTEMPT = "x-belfry-attempt"
-REASON = "x-belfry-dead-letter-reason"
-ERROR = "x-belfry-error"
-SOURCE_QUEUE = "x-belfry-queue"
-_CONNECTION_ERRORS = (
-    aiormq.exceptions.AMQPConnectionError,
-    aiormq.exceptions.ChannelInvalidStateError,
-    aiormq.exceptions.AMQPChannelError,
-    ConnectionError,
-)
 
 
 @dataclass
@@ -121,26 +115,10 @@ class AmqpBus(EventBus):
     # --- lifecycle -------------------------------------------------------------
 
     async def _connect(self, role: str) -> AbstractRobustConnection:
-        """connect_robust, retried with back-off for a bounded time at start-up."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._connect_timeout
-        delay = 0.2
-        while True:
-            try:
-                return await aio_pika.connect_robust(
-                    self._url,
-                    heartbeat=self._heartbeat,
-                    timeout=max(1.0, min(10.0, deadline - loop.time())),
-                    client_properties={
-                        "connection_name": f"{self.service}/{self._instance}/{role}"
-                    },
-                )
-            except (*_CONNECTION_ERRORS, OSError, TimeoutError) as exc:
-                if loop.time() + delay > deadline:
-                    raise PublishFailed(f"cannot connect to the broker: {exc}") from exc
-                log.warning("bus.connect_retry", role=role, error=str(exc), delay_s=delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        name = f"{self.service}/{self._instance}/{role}"
+        return await connect(
+            self._url, name=name, heartbeat=self._heartbeat, timeout=self._connect_timeout
+        )
 
     async def start(self) -> None:
         self._publisher = await self._connect("publish")
@@ -177,7 +155,7 @@ class AmqpBus(EventBus):
     async def stop_consuming(self, drain_timeout: float = 10.0) -> None:
         for consumer in self._consumers:
             if consumer.tag is not None:
-                with contextlib.suppress(*_CONNECTION_ERRORS, TimeoutError):
+                with contextlib.suppress(*CONNECTION_ERRORS, TimeoutError):
                     await consumer.queue.cancel(consumer.tag, timeout=5)
         if not await self._inflight.wait_idle(drain_timeout):
             log.warning("bus.drain_timeout", inflight=self._inflight.count)
@@ -187,7 +165,7 @@ class AmqpBus(EventBus):
     async def close(self) -> None:
         for connection in (self._subscriber, self._publisher):
             if connection is not None:
-                with contextlib.suppress(*_CONNECTION_ERRORS, TimeoutError):
+                with contextlib.suppress(*CONNECTION_ERRORS, TimeoutError):
                     await connection.close()
         self._consumers.clear()
         self._subscriber = self._publisher = None
@@ -220,55 +198,24 @@ class AmqpBus(EventBus):
         self, channel: AbstractChannel, name: str, routing_keys: Sequence[str]
     ) -> AbstractQueue:
         full = self._prefix + name
-        safe_dead_lettering = {
-            "x-dead-letter-strategy": "at-least-once",
-            "x-overflow": "reject-publish",
-        }
-        self.declared_queues += [full, f"{full}.dlq"]
-        dlq = await channel.declare_queue(
-            f"{full}.dlq", durable=True, arguments={"x-queue-type": "quorum"}
-        )
-        await dlq.bind(self._dlx_name, routing_key=full)
-        for level in range(1, len(self._retry_delays) + 1):
-            self.declared_queues.append(f"{full}.retry.{level}")
-            await channel.declare_queue(
-                f"{full}.retry.{level}",
-                durable=True,
-                arguments={
-                    "x-queue-type": "quorum",
-                    "x-dead-letter-exchange": "",
-                    "x-dead-letter-routing-key": full,
-                    **safe_dead_lettering,
-                },
-            )
-        queue = await channel.declare_queue(
+        queue, names = await declare_durable(
+            channel,
             full,
-            durable=True,
-            arguments={
-                "x-queue-type": "quorum",
-                "x-dead-letter-exchange": self._dlx_name,
-                "x-dead-letter-routing-key": full,
-                "x-delivery-limit": self._delivery_limit,
-                **safe_dead_lettering,
-            },
+            routing_keys,
+            exchange=self._exchange_name,
+            dead_letter_exchange=self._dlx_name,
+            retry_levels=len(self._retry_delays),
+            delivery_limit=self._delivery_limit,
         )
-        for key in routing_keys:
-            await queue.bind(self._exchange_name, routing_key=key)
+        self.declared_queues += names
         return queue
 
     async def _declare_fanout(self, channel: AbstractChannel, sub: Subscription) -> AbstractQueue:
-        # Named (not server-named) and not exclusive, so a robust reconnect can
-        # declare it again; it expires once no replica has used it for a while.
         name = f"{self._prefix}{sub.queue}.{self._instance}"
         self.declared_queues.append(name)
-        queue = await channel.declare_queue(
-            name,
-            durable=False,
-            arguments={"x-queue-type": "classic", "x-expires": self._fanout_expires_ms},
+        return await declare_fanout(
+            channel, name, sub.routing_keys, self._exchange_name, self._fanout_expires_ms
         )
-        for key in sub.routing_keys:
-            await queue.bind(self._exchange_name, routing_key=key)
-        return queue
 
     async def delete_topology(self, *, exchanges: bool = False) -> None:
         """Delete every queue this bus declared (and its exchanges): test
@@ -313,7 +260,7 @@ class AmqpBus(EventBus):
                     try:
                         await exchange.publish(message, routing_key, mandatory=True)
                         return
-                    except _CONNECTION_ERRORS as exc:
+                    except CONNECTION_ERRORS as exc:
                         if self._pub_channel is None:
                             raise PublishFailed("the bus is stopped") from exc
                         log.info("bus.publish_waits_for_connection", error=str(exc))
@@ -354,7 +301,7 @@ class AmqpBus(EventBus):
 
     async def _handle(self, consumer: _Consumer, message: AbstractIncomingMessage) -> None:
         with self._inflight:
-            attempt = _int_header(message.headers, ATTEMPT, 1)
+            attempt = attempt_of(message.headers)
             outcome = await self._dispatcher.dispatch(
                 consumer.subscription, message.body, attempt, redelivered=bool(message.redelivered)
             )
@@ -375,7 +322,7 @@ class AmqpBus(EventBus):
         self, sub: Subscription, message: AbstractIncomingMessage, outcome: Outcome
     ) -> None:
         level = min(outcome.attempt, len(self._retry_delays))
-        copy = _copy(
+        copy = copy_message(
             message,
             {ATTEMPT: outcome.attempt + 1, ERROR: outcome.error},
             expiration=outcome.delay_seconds,
@@ -391,7 +338,7 @@ class AmqpBus(EventBus):
     async def _send_to_dlq(
         self, queue_name: str, message: AbstractIncomingMessage, outcome: Outcome
     ) -> None:
-        copy = _copy(
+        copy = copy_message(
             message,
             {
                 ATTEMPT: outcome.attempt,
@@ -408,37 +355,19 @@ class AmqpBus(EventBus):
     # --- dead letters ----------------------------------------------------------
 
     async def dead_letters(self, queue: str, limit: int = 100) -> list[DeadLetter]:
-        full = self._prefix + queue
         async with self._temporary_channel() as channel:
-            dlq = await channel.declare_queue(f"{full}.dlq", passive=True)
-            held: list[AbstractIncomingMessage] = []
-            try:
-                while len(held) < limit:
-                    message = await dlq.get(no_ack=False, fail=False, timeout=5)
-                    if message is None:
-                        break
-                    held.append(message)
-                return [_dead_letter(full, m) for m in held]
-            finally:
-                for message in held:
-                    await message.nack(requeue=True)
+            return await peek_dead_letters(channel, self._prefix + queue, limit)
 
     async def replay_dead_letters(self, queue: str, limit: int = 1000) -> int:
         full = self._prefix + queue
         assert self._pub_channel is not None
-        replayed = 0
+        exchange = self._pub_channel.default_exchange
+
+        async def publish(message: aio_pika.Message) -> None:
+            await self._confirmed(exchange, message, full, "replay")
+
         async with self._temporary_channel() as channel:
-            dlq = await channel.declare_queue(f"{full}.dlq", passive=True)
-            # Only what is there now: a letter that fails again must not loop.
-            present = dlq.declaration_result.message_count or 0
-            while replayed < min(limit, present):
-                message = await dlq.get(no_ack=False, fail=False, timeout=5)
-                if message is None:
-                    break
-                copy = _copy(message, {ATTEMPT: 1}, drop=(REASON, ERROR, SOURCE_QUEUE, "x-death"))
-                await self._confirmed(self._pub_channel.default_exchange, copy, full, "replay")
-                await message.ack()
-                replayed += 1
+            replayed = await replay_dead_letters(channel, full, limit, publish)
         log.info("bus.dead_letters_replayed", queue=full, count=replayed)
         return replayed
 
@@ -450,59 +379,5 @@ class AmqpBus(EventBus):
         try:
             yield channel
         finally:
-            with contextlib.suppress(*_CONNECTION_ERRORS):
+            with contextlib.suppress(*CONNECTION_ERRORS):
                 await channel.close()
-
-
-def _int_header(headers: Mapping[str, Any], name: str, default: int) -> int:
-    value = headers.get(name, default)
-    try:
-        return int(value.decode() if isinstance(value, bytes) else value)
-    except (TypeError, ValueError):
-        return default
-
-
-def _text(value: Any) -> str:
-    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
-
-
-def _copy(
-    message: AbstractIncomingMessage,
-    headers: Mapping[str, Any],
-    *,
-    expiration: float | None = None,
-    drop: Sequence[str] = ("x-death",),
-) -> aio_pika.Message:
-    kept = {k: v for k, v in message.headers.items() if k not in drop}
-    return aio_pika.Message(
-        body=message.body,
-        headers={**kept, **headers},
-        content_type=message.content_type,
-        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-        message_id=message.message_id,
-        correlation_id=message.correlation_id,
-        type=message.type,
-        timestamp=message.timestamp,
-        app_id=message.app_id,
-        expiration=expiration,
-    )
-
-
-def _dead_letter(queue: str, message: AbstractIncomingMessage) -> DeadLetter:
-    headers = message.headers
-    reason = headers.get(REASON)
-    error = headers.get(ERROR, "")
-    deaths = headers.get("x-death")
-    if reason is None and isinstance(deaths, list) and deaths:
-        # Dead-lettered by the broker itself (delivery limit, rejection).
-        first = deaths[0]
-        reason = first.get("reason", "broker") if isinstance(first, Mapping) else "broker"
-        error = error or f"dead-lettered by the broker ({_text(reason)})"
-    return DeadLetter(
-        queue=queue,
-        body=message.body,
-        reason=_text(reason or "unknown"),
-        error=_text(error),
-        attempts=_int_header(headers, ATTEMPT, 1),
-        event_id=message.message_id,
-    )

@@ -46,8 +46,11 @@ class RejectEvent(Exception):
 
 @dataclass(frozen=True)
 class Subscription:
-    """One consumer: a named queue, the routing keys bound to it and its handler.
+    """One consumer: a named queue, the routing keys bound to it and its handlers.
 
+    `handlers` maps event types to their handler: the dispatcher routes on the
+    type and dead-letters a type the queue has no handler for
+    (`unexpected_event`). `handler` instead takes every event (probes, tools).
     `fanout=True` makes a per-replica push queue (`<queue>.<instance>`,
     non-durable, expiring when unused): every replica gets every event; a
     failure there is logged and dropped, since the durable queues keep the
@@ -56,8 +59,16 @@ class Subscription:
 
     queue: str
     routing_keys: tuple[str, ...]
-    handler: Handler
+    handler: Handler | None = None
     fanout: bool = False
+    handlers: Mapping[str, Handler] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if (self.handler is None) == (not self.handlers):
+            raise ValueError(f"{self.queue}: give either one handler or handlers by type")
+
+    def handler_for(self, event_type: str) -> Handler | None:
+        return self.handler or self.handlers.get(event_type)
 
 
 @dataclass(frozen=True)
@@ -112,7 +123,10 @@ class Dispatcher:
         ):
             started = time.perf_counter()
             try:
-                await sub.handler(envelope)
+                handler = sub.handler_for(envelope.type)
+                if handler is None:
+                    raise RejectEvent("unexpected_event", f"{envelope.type} on {sub.queue}")
+                await handler(envelope)
             except RejectEvent as exc:
                 log.warning("event.rejected", queue=sub.queue, reason=exc.reason, error=str(exc))
                 outcome = Outcome(

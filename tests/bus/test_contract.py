@@ -197,6 +197,31 @@ async def test_reject_event_dead_letters_without_retrying(harness: Harness) -> N
     assert letters[0].reason == "room_unknown"
 
 
+async def test_an_event_type_the_queue_has_no_handler_for_is_dead_lettered(
+    harness: Harness,
+) -> None:
+    """Handlers by type: the dispatcher routes on the event's type; a type the
+    queue has no handler for goes to the DLQ once, and the consumer goes on."""
+    calls: list[str] = []
+    bus = harness.bus()
+    bus.subscribe(
+        Subscription(
+            "rooms.lifecycle",
+            ("room.*",),
+            handlers={"RoomEnded": _types(calls)},
+        )
+    )
+    await bus.start()
+    stray = activated()
+    await bus.publish(stray)
+    await bus.publish(ended())
+    letters = await _dead_letters(bus, "rooms.lifecycle", 1)
+    await wait_until(lambda: calls == ["RoomEnded"], message="the handled type after the stray")
+    assert letters[0].reason == "unexpected_event"
+    assert letters[0].event_id == stray.event_id
+    assert letters[0].attempts == 1
+
+
 async def test_publishing_what_no_queue_is_bound_to_raises(harness: Harness) -> None:
     bus = harness.bus()
     await bus.start()

@@ -16,13 +16,12 @@ import pytest
 from aiobotocore.session import get_session
 
 from emulators.chime.control import EmulatorControl
-from services.chat.bootstrap import definition
-from services.chat.service import ChatService
+from services.chat.bootstrap import Chat, definition
 from services.chat.settings import ChatSettings
 from shared.auth import mint_local_token
 from shared.bus import EventBus, Subscription, create_bus
 from shared.events import Envelope
-from shared.service import create_platform_app
+from shared.service import create_platform_app, provided_by
 from tests.support import isolated, serving, wait_until
 
 CHAT_KEYS = ("chat.message_posted", "chat.user_mentioned", "chat.channel_joined")
@@ -33,7 +32,7 @@ class ChatWorld:
     settings: ChatSettings
     base_url: str
     http: httpx.AsyncClient
-    chat: ChatService
+    chat: Chat
     chime: EmulatorControl
     messaging: Any  # an aiobotocore chime-sdk-messaging client
     s3: Any
@@ -147,7 +146,7 @@ async def world(amqp_url: str, moto_url: str, chime_url: str) -> AsyncIterator[C
                 settings=settings,
                 base_url=base_url,
                 http=http,
-                chat=app.state.services["chat"],
+                chat=provided_by(app, Chat),
                 chime=control,
                 messaging=msg,
                 s3=s3,

@@ -145,7 +145,7 @@ async def test_chat_records_the_notifiers_lazy_joins_once(world: ChatWorld) -> N
     await world.bus.publish(event)
     await world.bus.publish(event)  # a redelivery
     await wait_until(is_member, timeout=10, message="the membership")
-    assert await world.chat.store.inbox.seen("chat.membership", event.event_id)  # type: ignore[union-attr]
+    assert await world.chat.inbox.seen("chat.membership", event.event_id)
 
 
 async def test_reassigning_moves_the_customer_channel(world: ChatWorld) -> None:
@@ -358,7 +358,7 @@ async def test_uploads_never_attached_are_swept(world: ChatWorld) -> None:
     )
     assert posted.status_code == 201, posted.text
 
-    assert await world.chat.sweep_unattached(before=int(time.time()) + 1) >= 1
+    assert await world.chat.use_cases.attachments.sweep_unattached(before=int(time.time()) + 1) >= 1
     bucket = world.settings.chat_attachments_bucket
     listed = await world.s3.list_objects_v2(Bucket=bucket, Prefix="attachments/")
     keys = {o["Key"] for o in listed.get("Contents", [])}

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import functools
-import importlib
 import os
 import re
 import shlex
@@ -27,6 +26,7 @@ import pytest
 import yaml
 from pydantic import AliasChoices, AliasPath, SecretStr
 
+from services.platform.composition import definitions
 from shared.settings import BelfrySettings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -296,10 +296,7 @@ def parse_quantity(value: str | int | float) -> float:
 
 def settings_classes() -> dict[str, type[BelfrySettings]]:
     """Each service's settings class, as its definition names it."""
-    return {
-        name: importlib.import_module(f"services.{name}.bootstrap").definition.settings_type
-        for name in SERVICES
-    }
+    return {d.name: d.settings_type for d in definitions()}
 
 
 def env_names(settings: type[BelfrySettings]) -> dict[str, str]:

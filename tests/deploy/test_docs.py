@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import pkgutil
 import re
 
 from shared.dynamo import TableSpec
@@ -105,10 +106,14 @@ def spec_row(spec: TableSpec) -> tuple[str, str, str, str]:
 def service_table_specs(name: str) -> list[TableSpec]:
     """The TableSpecs a service defines (its adapters and the inbox/outbox its
     bootstrap imports)."""
-    adapters = importlib.import_module(f"services.{name}.adapters.dynamo")
-    bootstrap = importlib.import_module(f"services.{name}.bootstrap")
+    package = importlib.import_module(f"services.{name}.adapters")
+    modules = [
+        importlib.import_module(f"{package.__name__}.{info.name}")
+        for info in pkgutil.iter_modules(package.__path__)
+    ]
+    modules.append(importlib.import_module(f"services.{name}.bootstrap"))
     specs: dict[str, TableSpec] = {}
-    for module in (adapters, bootstrap):
+    for module in modules:
         for value in vars(module).values():
             for item in value if isinstance(value, tuple) else (value,):
                 if isinstance(item, TableSpec):

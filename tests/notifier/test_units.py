@@ -18,12 +18,13 @@ from services.notifier.domain import (
     may_see,
     recipients,
 )
-from services.notifier.handlers import MentionHandler, ReceiptWatcher, member_arn
+from services.notifier.fanout import ReceiptWatcher
+from services.notifier.handlers import member_arn, on_user_mentioned
 from services.notifier.joins import JoinBatcher, JoinFailed
 from services.notifier.live import CLOSE_SLOW_CLIENT, Session
+from services.notifier.ports import EventKey, Recorded
 from shared.auth import Principal
 from shared.bus import RejectEvent
-from shared.dynamo import TransactItem
 from shared.events import ChannelJoined, Envelope, MessagePosted, UserMentioned, utcnow
 
 APP = "arn:aws:chime:us-east-1:123456789012:app-instance/app-1"
@@ -173,32 +174,9 @@ class FakeClaims:
         self.state[event_id] = "processing"
         return True
 
-    def completion(self, consumer: str, event_id: str) -> TransactItem:
-        return {"completion": event_id}
-
     async def release(self, consumer: str, event_id: str) -> None:
         self.state.pop(event_id, None)
         self.released.append(event_id)
-
-
-class FakeStore:
-    def __init__(self, claims: FakeClaims) -> None:
-        self.commits: list[tuple[list[TransactItem], list[Envelope]]] = []
-        self.claims = claims
-
-    async def commit(
-        self,
-        items: Sequence[TransactItem] = (),
-        *,
-        events: Sequence[Envelope] = (),
-        once: tuple[str, str] | None = None,
-        token: str | None = None,
-    ) -> bool:
-        self.commits.append((list(items), list(events)))
-        for item in items:
-            if "completion" in item:
-                self.claims.state[item["completion"]] = "done"
-        return True
 
 
 class FakeMembers:
@@ -214,13 +192,30 @@ class FakeMembers:
     async def add(self, channel_id: str, user_id: str, reason: str) -> None:
         self.rows.add((channel_id, user_id))
 
-    def join_item(self, channel_id: str, user_id: str, reason: str) -> TransactItem:
-        return {"member": (channel_id, user_id, reason)}
-
 
 class FakeMentions:
-    def record_item(self, mention: UserMentioned, at: str) -> TransactItem:
-        return {"mention": mention.mention_id}
+    """The inbox: what each commit recorded (mention, membership, announced
+    event), completing the claim as the real one does."""
+
+    def __init__(self, claims: FakeClaims) -> None:
+        self.claims = claims
+        self.commits: list[tuple[str, Envelope | None]] = []
+
+    async def record(
+        self, mention: UserMentioned, at: str, *, joined: Envelope | None, claim: EventKey
+    ) -> Recorded:
+        self.commits.append((mention.mention_id, joined))
+        self.claims.state[claim[1]] = "done"
+        return Recorded(mention=True, joined=joined is not None)
+
+    async def page(self, *args: Any, **kwargs: Any) -> tuple[list[dict[str, Any]], str | None]:
+        return [], None
+
+    async def unread_count(self, user_id: str) -> int:
+        return 0
+
+    async def mark_read(self, user_id: str, mention_id: str, at: str) -> bool:
+        return False
 
 
 class FakeJoiner:
@@ -236,18 +231,23 @@ class FakeJoiner:
 
 def mention_handler(
     members: set[tuple[str, str]] | None = None, joiner: FakeJoiner | None = None
-) -> tuple[MentionHandler, FakeClaims, FakeStore, FakeJoiner]:
+) -> tuple[Any, FakeClaims, FakeMentions, FakeJoiner]:
     claims = FakeClaims()
-    store = FakeStore(claims)
+    mentions = FakeMentions(claims)
     joiner = joiner or FakeJoiner()
-    handler = MentionHandler(
-        claims=claims,
-        store=store,
-        members=FakeMembers(members or set()),
-        mentions=FakeMentions(),
-        joiner=joiner,
-    )
-    return handler, claims, store, joiner
+
+    async def handler(envelope: Envelope) -> None:
+        assert isinstance(envelope.data, UserMentioned)
+        await on_user_mentioned(
+            envelope.data,
+            envelope,
+            claims=claims,
+            members=FakeMembers(members or set()),
+            mentions=mentions,
+            joiner=joiner,
+        )
+
+    return handler, claims, mentions, joiner
 
 
 async def test_a_mention_delivered_twice_joins_once_and_announces_once() -> None:
@@ -257,10 +257,11 @@ async def test_a_mention_delivered_twice_joins_once_and_announces_once() -> None
     await handler(envelope)
     assert joiner.joins == [(f"{APP}/channel/managers-c1", f"{APP}/user/m2")]
     assert len(store.commits) == 1
-    items, events = store.commits[0]
-    assert {"mention": "mention-m2"} in items
-    assert {"member": ("managers-c1", "m2", "mention")} in items
-    [joined] = events
+    mention_id, joined = store.commits[0]
+    assert mention_id == "mention-m2"
+    assert joined is not None  # the membership, announced with it
+    assert joined.data.model_dump()["user_id"] == "m2"
+    assert joined.data.model_dump()["channel_id"] == "managers-c1"
     assert joined.producer == "notifier"
     assert joined.correlation_id == envelope.correlation_id
     assert joined.data.model_dump()["reason"] == "mention"
@@ -271,9 +272,9 @@ async def test_a_member_is_not_joined_again_but_gets_the_inbox_entry() -> None:
     handler, _, store, joiner = mention_handler({("managers-c1", "m2")})
     await handler(Envelope.new(mentioned("m2"), producer="chat"))
     assert joiner.joins == []
-    [(items, events)] = store.commits
-    assert events == []
-    assert {"mention": "mention-m2"} in items
+    [(mention_id, joined)] = store.commits
+    assert joined is None
+    assert mention_id == "mention-m2"
 
 
 async def test_a_refused_join_is_dead_lettered_and_the_claim_released() -> None:

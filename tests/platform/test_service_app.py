@@ -5,10 +5,10 @@ are JSON; probes and metrics answer."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends
 from structlog.contextvars import get_contextvars
 
 from shared.auth import AdminUser, mint_local_token
@@ -20,7 +20,7 @@ from shared.events import Envelope, RoomCancelled
 from shared.inbox import INBOX_TABLE, Inbox
 from shared.outbox import OUTBOX_TABLE, Outbox
 from shared.runtime import Component, dynamodb_check
-from shared.service import ServiceDefinition, create_platform_app, service_state
+from shared.service import ServiceDefinition, create_platform_app, provided, provided_by
 from shared.settings import BelfrySettings
 from shared.store import Store
 from tests.support import lifespan_client, wait_until
@@ -53,8 +53,9 @@ class Demo:
 
 
 @router.post("/rooms/{room_id}/cancel", status_code=202)
-async def cancel(room_id: str, request: Request, user: AdminUser) -> dict[str, str]:
-    demo: Demo = service_state(request, "demo")
+async def cancel(
+    room_id: str, demo: Annotated[Demo, Depends(provided(Demo))], user: AdminUser
+) -> dict[str, str]:
     event = await demo.cancel(room_id, user.user_id)
     return {"event_id": event.event_id}
 
@@ -72,7 +73,7 @@ async def build(settings: BelfrySettings, aws: AwsClients, bus: EventBus) -> Com
     return Component(
         name="demo",
         bus=bus,
-        state=demo,
+        provides=(demo,),
         subscriptions=[Subscription("demo.cancelled", ("room.cancelled",), demo.on_cancelled)],
         loops=[outbox.run_relay],
         checks={"dynamodb": dynamodb_check(aws.dynamodb, tables["rooms"])},
@@ -105,7 +106,7 @@ async def test_a_request_id_follows_the_event_into_the_handler(settings) -> None
         )
         assert response.status_code == 202, response.text
         assert response.headers["x-correlation-id"] == "req-123"
-        demo: Demo = app.state.services["demo"]
+        demo = provided_by(app, Demo)
         await wait_until(lambda: len(demo.seen) == 1, message="the handler")
         assert demo.seen[0]["correlation_id"] == "req-123"
         assert demo.seen[0]["event_id"] == response.json()["event_id"]
@@ -147,7 +148,7 @@ async def test_readiness_turns_red_when_consumers_stop(settings) -> None:
     app = create_platform_app([DEMO], settings={"demo": settings})
     async with lifespan_client(app) as client:
         assert (await client.get("/readyz")).status_code == 200
-        demo: Demo = app.state.services["demo"]
+        demo = provided_by(app, Demo)
         await demo.bus.stop_consuming(drain_timeout=1)  # what a shutdown does first
         response = await client.get("/readyz")
         assert response.status_code == 503

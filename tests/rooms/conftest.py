@@ -16,14 +16,16 @@ import httpx
 import pytest
 
 from emulators.chime.control import EmulatorControl
+from services.rooms.attendance import Attendance
 from services.rooms.bootstrap import definition
 from services.rooms.domain import Room
-from services.rooms.joins import Joins
 from services.rooms.settings import RoomsSettings
 from shared.auth import mint_local_token
+from shared.aws import AwsClients
 from shared.bus import EventBus, Subscription, create_bus
 from shared.events import Envelope, EventData, RoomActivated
-from shared.service import create_platform_app
+from shared.inbox import INBOX_TABLE, Inbox
+from shared.service import create_platform_app, provided_by
 from tests.support import isolated, lifespan_client, wait_until
 
 ANNOUNCED = ("room.meeting_started", "room.attendee_joined", "room.attendee_left")
@@ -34,10 +36,11 @@ class Rooms:
     """The rooms service under test and what surrounds it."""
 
     client: httpx.AsyncClient
-    joins: Joins
+    attendance: Attendance
     scheduler: EventBus
     chime: EmulatorControl
     settings: RoomsSettings
+    inbox: Inbox
     announced: list[Envelope] = field(default_factory=list)
     fuzz_room: str | None = None  # an active room the property tests share
 
@@ -50,7 +53,7 @@ class Rooms:
         return event
 
     async def room(self, room_id: str) -> Room | None:
-        return await self.joins.tables.room(room_id)
+        return await self.attendance.store.room(room_id)
 
     async def activate(
         self,
@@ -123,13 +126,17 @@ def isolated_settings(
 
 
 @contextlib.asynccontextmanager
-async def running_rooms(settings: RoomsSettings, chime: EmulatorControl) -> AsyncIterator[Rooms]:
-    """The rooms app in process (lifespan running) and a scheduler-side bus."""
+async def running_rooms(
+    settings: RoomsSettings, chime: EmulatorControl, aws: AwsClients
+) -> AsyncIterator[Rooms]:
+    """The rooms app in process (lifespan running), a scheduler-side bus and a
+    reader of rooms' inbox."""
     app = create_platform_app([definition], settings={"rooms": settings})
     async with lifespan_client(app) as client:
-        joins: Joins = app.state.services["rooms"]
+        attendance = provided_by(app, Attendance)
         scheduler = create_bus(settings, "scheduler")
-        rooms = Rooms(client, joins, scheduler, chime, settings)
+        inbox = Inbox(aws.dynamodb, INBOX_TABLE.name(settings.table_prefix, "rooms"))
+        rooms = Rooms(client, attendance, scheduler, chime, settings, inbox)
 
         async def record(envelope: Envelope) -> None:
             rooms.announced.append(envelope)
@@ -143,12 +150,14 @@ async def running_rooms(settings: RoomsSettings, chime: EmulatorControl) -> Asyn
 
 
 @pytest.fixture(scope="module")
-async def rooms_service(amqp_url: str, moto_url: str, chime_url: str) -> AsyncIterator[Rooms]:
+async def rooms_service(
+    amqp_url: str, moto_url: str, chime_url: str, aws: AwsClients
+) -> AsyncIterator[Rooms]:
     """One rooms service per test module (queues are a shared, scarce resource);
     tests use their own room ids."""
     async with EmulatorControl(chime_url) as control:
         settings = isolated_settings(amqp_url, moto_url, chime_url)
-        async with running_rooms(settings, control) as running:
+        async with running_rooms(settings, control, aws) as running:
             yield running
 
 

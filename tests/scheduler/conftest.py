@@ -18,7 +18,7 @@ from services.scheduler.settings import SchedulerSettings
 from shared.auth import mint_local_token
 from shared.bus import Subscription, create_bus
 from shared.events import Envelope
-from shared.service import create_platform_app
+from shared.service import create_platform_app, provided_by
 from shared.settings import BelfrySettings
 from tests.support import drop_topology, isolated, lifespan_client, wait_until
 
@@ -73,7 +73,7 @@ async def scheduler_app(
     timed = dataclasses.replace(definition, build=functools.partial(build, clock=clock))
     app = create_platform_app([timed], settings={"scheduler": settings})
     async with lifespan_client(app, **admin_headers(settings)) as client:
-        yield client, app.state.services["scheduler"]
+        yield client, provided_by(app, Scheduler)
 
 
 class EventProbe:

@@ -9,14 +9,11 @@ from dataclasses import replace
 from typing import Any, cast
 
 import pytest
-from botocore.exceptions import ClientError
 
 from services.scheduler.activation import Activator
 from services.scheduler.adapters.dynamo import (
+    PAGE_KEY,
     DynamoSchedule,
-    InvalidCursor,
-    decode_cursor,
-    encode_cursor,
     room_from_item,
     room_item,
 )
@@ -43,6 +40,8 @@ from services.scheduler.domain import (
     title_key,
 )
 from services.scheduler.ports import Change, DueRooms, Page, StaleRooms
+from shared.dynamo import TransactionConflict
+from shared.pages import InvalidCursor, decode_cursor, encode_cursor
 from shared.store import Store
 
 NOW = 1_800_000_000
@@ -146,11 +145,17 @@ def test_a_room_survives_its_item() -> None:
 
 def test_cursors_belong_to_their_listing() -> None:
     key = {"room_id": {"S": "r1"}, "phase": {"S": "ended"}, "due_key": {"S": "1#r1"}}
-    cursor = encode_cursor(key, Phase.ENDED)
-    assert decode_cursor(cursor, Phase.ENDED) == key
-    for bad in (cursor + "x", "e30", "!!!", encode_cursor(key, Phase.ACTIVE)):
+    cursor = encode_cursor(key)
+    assert cursor is not None
+
+    def ended(token: str) -> object:
+        return decode_cursor(token, names=PAGE_KEY, fixed={"phase": Phase.ENDED.value})
+
+    assert ended(cursor) == key
+    of_active = encode_cursor({**key, "phase": {"S": "active"}}) or ""
+    for bad in (cursor + "x", "e30", "!!!", of_active):
         with pytest.raises(InvalidCursor):
-            decode_cursor(bad, Phase.ENDED)
+            ended(bad)
 
 
 class FakeStore:
@@ -255,13 +260,7 @@ class ConflictingStore:
         self.at = at
 
     async def commit(self, items, *, events=(), once=None, token=None) -> bool:
-        reasons = [{"Code": "None"} for _ in range(len(items) + len(events))]
-        reasons[self.at] = {"Code": "TransactionConflict"}
-        response: Any = {
-            "Error": {"Code": "TransactionCanceledException", "Message": "cancelled"},
-            "CancellationReasons": reasons,
-        }
-        raise ClientError(response, "TransactWriteItems")
+        raise TransactionConflict([self.at])  # what `shared.dynamo.transact` raises
 
 
 @pytest.mark.parametrize(("at", "error"), [(0, StaleRooms), (1, TitleTaken)])

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from emulators.chime.control import EmulatorControl
+from services.rooms.bootstrap import build as build_rooms
 from services.rooms.bootstrap import definition as rooms_definition
 from services.rooms.settings import RoomsSettings
 from services.scheduler.bootstrap import build as build_scheduler
@@ -52,14 +53,17 @@ async def platform(
     timed = dataclasses.replace(
         scheduler_definition, build=functools.partial(build_scheduler, clock=clock)
     )
+    # rooms' join window runs on the same time
+    timed_rooms = dataclasses.replace(
+        rooms_definition, build=functools.partial(build_rooms, clock=clock)
+    )
     app = create_platform_app(
-        [timed, rooms_definition], settings={"scheduler": scheduler, "rooms": rooms}
+        [timed, timed_rooms], settings={"scheduler": scheduler, "rooms": rooms}
     )
     probe = EventProbe(scheduler, clock)
     await probe.bus.start()
     try:
         async with lifespan_client(app) as client:
-            app.state.services["rooms"].clock = clock  # rooms' join window, same time
             yield client, clock, probe
     finally:
         await probe.bus.stop(2)

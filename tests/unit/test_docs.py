@@ -12,14 +12,15 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_the_configuration_reference_is_generated_from_the_settings() -> None:
     generated = subprocess.run(
-        [sys.executable, "-m", "shared.settings"],
+        [sys.executable, "-m", "services.platform.configuration"],
         capture_output=True,
         text=True,
         check=True,
         cwd=ROOT,
     ).stdout
     assert (ROOT / "docs" / "configuration.md").read_text() == generated, (
-        "docs/configuration.md is stale: python -m shared.settings > docs/configuration.md"
+        "docs/configuration.md is stale: "
+        "python -m services.platform.configuration > docs/configuration.md"
     )
 
 
@@ -35,10 +36,10 @@ def _setting_names() -> set[str]:
     """Every environment variable a settings class reads (prefixed names and aliases)."""
     from pydantic import AliasChoices
 
-    from shared.settings import all_settings_classes
+    from services.platform.composition import settings_classes
 
     names: set[str] = set()
-    for cls in all_settings_classes().values():
+    for cls in settings_classes().values():
         for field_name, field in cls.model_fields.items():
             names.add(f"BELFRY_{field_name.upper()}")
             if isinstance(field.validation_alias, AliasChoices):

@@ -20,7 +20,7 @@ from shared.events import (
     spec_for_routing_key,
 )
 from shared.logging import log_context
-from shared.topology import QUEUES
+from shared.topology import durable_bindings
 
 DESIGN_TABLE = {
     "RoomScheduled": "room.scheduled",
@@ -53,7 +53,7 @@ def test_every_event_type_has_a_consumer_queue() -> None:
     for spec in REGISTRY.values():
         bound = [
             queue
-            for queue, keys in QUEUES.items()
+            for queue, keys in durable_bindings().items()
             if any(topic_matches(key, spec.routing_key) for key in keys)
         ]
         assert bound, f"no queue consumes {spec.routing_key}"

@@ -160,7 +160,11 @@ class ChimeChat:
                     Privacy="PRIVATE",
                     ChannelId=channel_id,
                     MemberArns=list(member_arns),
-                    ClientRequestToken=request_token("channel", channel_id),
+                    # a retry with the same members is the same call; another
+                    # member list for an existing channel is a conflict, below
+                    ClientRequestToken=request_token(
+                        "channel", "|".join([channel_id, *sorted(member_arns)])
+                    ),
                     ChimeBearer=self.service_user_arn,
                 )
             return created["ChannelArn"]

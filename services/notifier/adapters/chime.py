@@ -8,8 +8,10 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from services.notifier.domain import app_instance_of, user_arn
 from shared.logging import get_logger
+
+from ..domain import app_instance_of, user_arn
+from ..ports import ChimeRejected, ChimeUnavailable
 
 if TYPE_CHECKING:
     from types_aiobotocore_chime_sdk_identity import ChimeSDKIdentityClient
@@ -18,15 +20,6 @@ if TYPE_CHECKING:
 log = get_logger("belfry.notifier")
 
 MAX_BATCH = 100  # BatchCreateChannelMembership's MemberArns limit
-
-
-class ChimeUnavailable(Exception):
-    """Chime failed (throttling or 5xx outlived the client's retries, or a network
-    error): the handler fails and the bus retries it later."""
-
-
-class ChimeRejected(Exception):
-    """Chime refused the call for good (unknown channel, forbidden, bad input)."""
 
 
 _TRANSIENT = {

@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from services.rooms.domain import MeetingUnavailable
-from services.rooms.ports import Attendee, AttendeeRefused, Meeting, MeetingGone
 from shared.logging import get_logger
+
+from ..domain import MeetingUnavailable
+from ..ports import Attendee, AttendeeRefused, Meeting, MeetingGone
 
 if TYPE_CHECKING:
     from types_aiobotocore_chime_sdk_meetings import ChimeSDKMeetingsClient

@@ -18,16 +18,20 @@ Tables (`<prefix>-scheduler-<suffix>`, see deploy/README.md):
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from botocore.exceptions import ClientError
-
-from shared.dynamo import ConditionFailed, Index, TableSpec, TransactItem, from_item, to_item
-from shared.errors import BadRequest
+from shared.dynamo import (
+    ConditionFailed,
+    Index,
+    TableSpec,
+    TransactionConflict,
+    TransactItem,
+    from_item,
+    to_item,
+)
+from shared.pages import query_page
 from shared.store import Store
 
 from ..domain import Phase, Room, TitleTaken
@@ -45,14 +49,11 @@ ROOMS_TABLE = TableSpec(
 TITLES_TABLE = TableSpec("titles", hash_key="title_key", ttl_attribute="expires_at")
 
 BY_PHASE = "by_phase"
+PAGE_KEY = ("room_id", "phase", "due_key")  # the by_phase index's LastEvaluatedKey
 # Listings of what is coming show the soonest first; of what is over, the latest.
 _NEWEST_FIRST = {Phase.ENDED, Phase.CANCELLED}
 
 Role = Literal["room", "claim", "release"]
-
-
-class InvalidCursor(BadRequest):
-    code = "invalid_cursor"
 
 
 def due_key(room: Room) -> str:
@@ -152,14 +153,11 @@ class DynamoSchedule:
             try:
                 await self._store.commit(items, events=events)
                 return
-            except ClientError as exc:
+            except TransactionConflict as exc:
                 # DynamoDB cancels a transaction that races another one on the
-                # same item (TransactionConflict): the other writer is about to
-                # win, which for us is the same as having lost
-                conflicts = _conflicting(exc)
-                if not conflicts:
-                    raise
-                lost = [roles[i] for i in conflicts if i < len(roles)]
+                # same item: the other writer is about to win, which for us is
+                # the same as having lost
+                lost = [roles[i] for i in exc.indexes if i < len(roles)]
                 if any(role == "claim" for role, _ in lost):
                     raise TitleTaken("another room is taking this title right now") from None
                 stale = [room_id for role, room_id in lost if role in ("room", "release")]
@@ -273,10 +271,11 @@ class DynamoSchedule:
         )
 
     async def page(self, phase: Phase, *, limit: int, cursor: str | None, now: float) -> Page:
-        extra: dict[str, Any] = {}
-        if cursor:
-            extra["ExclusiveStartKey"] = decode_cursor(cursor, phase)
-        response = await self._client.query(
+        items, next_cursor = await query_page(
+            self._client,
+            cursor,
+            names=PAGE_KEY,
+            fixed={"phase": phase.value},
             TableName=self.rooms_table,
             IndexName=BY_PHASE,
             KeyConditionExpression="#phase = :phase",
@@ -289,42 +288,5 @@ class DynamoSchedule:
             },
             ScanIndexForward=phase not in _NEWEST_FIRST,
             Limit=limit,
-            **extra,
         )
-        rooms = [room_from_item(item) for item in response.get("Items", [])]
-        last = response.get("LastEvaluatedKey")
-        return Page(rooms=rooms, cursor=encode_cursor(last, phase) if last else None)
-
-
-def _conflicting(exc: ClientError) -> list[int]:
-    """Positions of a cancelled transaction's items that lost a race."""
-    if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
-        return []
-    reasons = exc.response.get("CancellationReasons", [])
-    return [i for i, r in enumerate(reasons) if r.get("Code") == "TransactionConflict"]
-
-
-def encode_cursor(key: dict[str, Any], phase: Phase) -> str:
-    plain = {name: value["S"] for name, value in key.items()}
-    raw = json.dumps({"phase": phase.value, "key": plain}, separators=(",", ":"))
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str, phase: Phase) -> dict[str, Any]:
-    """The ExclusiveStartKey of a cursor this store made for the same listing."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        value = json.loads(raw)
-        key = value["key"]
-        valid = (
-            value["phase"] == phase.value
-            and isinstance(key, dict)
-            and set(key) == {"room_id", "phase", "due_key"}
-            and all(isinstance(v, str) and 0 < len(v) <= 128 for v in key.values())
-            and key["phase"] == phase.value
-        )
-    except (ValueError, TypeError, KeyError, binascii.Error):
-        valid = False
-    if not valid:
-        raise InvalidCursor("the cursor is not one this listing returned")
-    return {name: {"S": text} for name, text in key.items()}
+        return Page(rooms=[room_from_item(item) for item in items], cursor=next_cursor)

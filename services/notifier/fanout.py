@@ -1,0 +1,84 @@
+"""Per replica: waking this replica's WebSocket sessions for feed appends
+that a peer replica made (its own appends reach its sessions directly)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from shared.logging import get_logger
+from shared.runtime import every
+
+from .ports import Feed, Wakeable
+
+log = get_logger("belfry.notifier")
+
+
+class ReceiptWatcher:
+    """Wakes this replica's sessions for appends made by a peer. A watched key
+    is first given `grace_seconds` to be written here (then its rows went to the
+    sessions as they were committed, at no cost); after that the oldest due keys
+    are looked up together, at most one BatchGetItem of 100 keys per
+    `interval_seconds`, so a backlog never turns into a storm of reads."""
+
+    def __init__(
+        self,
+        *,
+        feed: Feed,
+        hub: Wakeable,
+        interval_seconds: float = 0.1,
+        grace_seconds: float = 0.25,
+        give_up_seconds: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._feed = feed
+        self._hub = hub
+        self._interval = interval_seconds
+        self._grace = grace_seconds
+        self._give_up = give_up_seconds
+        self._clock = clock
+        self._pending: dict[str, tuple[float, float]] = {}  # key -> (next look, give up)
+        self._wake = asyncio.Event()
+
+    def watch(self, key: str) -> None:
+        if not self._feed.written_here(key) and key not in self._pending:
+            now = self._clock()
+            self._pending[key] = (now + self._grace, now + self._give_up)
+            self._wake.set()
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    async def run(self) -> None:
+        await every(self._interval, self._round, name="fanout.receipts")
+
+    async def _round(self) -> None:
+        await self._wake.wait()
+        try:
+            await self.check()  # a failure: the next round tries again
+        finally:
+            if not self._pending:
+                self._wake.clear()
+
+    async def check(self) -> None:
+        now = self._clock()
+        due: list[str] = []
+        for key, (look, give_up) in list(self._pending.items()):
+            if self._feed.written_here(key):
+                del self._pending[key]
+            elif give_up < now:
+                log.warning("fanout.feed_not_written", key=key)
+                del self._pending[key]
+            elif look <= now and len(due) < 100:
+                due.append(key)
+        if not due:
+            return
+        found = await self._feed.receipts(due)
+        for key in due:
+            users = found.get(key)
+            if users is not None:
+                self._pending.pop(key, None)
+                self._hub.poke(users)
+            elif key in self._pending:
+                self._pending[key] = (now + 2 * self._grace, self._pending[key][1])

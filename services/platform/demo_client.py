@@ -1,0 +1,128 @@
+"""The demo's client of the public API: a gateway with tokens, and a
+WebSocket feed of notifications it can wait on (bounded, never a bare sleep)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import httpx
+from websockets.asyncio.client import ClientConnection, connect
+
+from services.platform.settings import PlatformSettings
+from services.platform.timeline import DemoFailed
+from shared.auth import mint_local_token
+
+T = TypeVar("T")
+Frame = dict[str, Any]
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T | None]], *, timeout: float, what: str, interval: float = 0.2
+) -> T:
+    """Poll `probe` until it returns something; `DemoFailed` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = await probe()
+        if found is not None:
+            return found
+        if time.monotonic() > deadline:
+            raise DemoFailed(f"{what}: not seen within {timeout:g} s")
+        await asyncio.sleep(interval)
+
+
+def items_of(body: Any, *keys: str) -> list[dict[str, Any]]:
+    """A page's items, whether the body is a list or an object holding one."""
+    if isinstance(body, list):
+        return body
+    for key in (*keys, "items"):
+        if isinstance(body, dict) and isinstance(body.get(key), list):
+            found: list[dict[str, Any]] = body[key]
+            return found
+    raise DemoFailed(f"unexpected response shape: {json.dumps(body)[:200]}")
+
+
+class Gateway:
+    """HTTP calls through the gateway as one of the demo's people."""
+
+    def __init__(self, http: httpx.AsyncClient, settings: PlatformSettings, run: str) -> None:
+        self.http = http
+        self.settings = settings
+        self.run = run
+        self.tokens: dict[str, str] = {}
+
+    def person(self, name: str, *groups: str) -> str:
+        user_id = f"{name}-{self.run}"
+        self.tokens[user_id] = mint_local_token(self.settings, user_id, groups, 3600, name)
+        return user_id
+
+    async def call(
+        self, who: str, method: str, path: str, *, expect: Sequence[int] = (200,), **kwargs: Any
+    ) -> httpx.Response:
+        headers = {"authorization": f"Bearer {self.tokens[who]}"}
+        response = await self.http.request(method, path, headers=headers, **kwargs)
+        if response.status_code not in expect:
+            raise DemoFailed(
+                f"{method} {path} as {who} answered {response.status_code}: {response.text[:300]}"
+            )
+        return response
+
+    async def json(self, who: str, method: str, path: str, **kwargs: Any) -> Any:
+        return (await self.call(who, method, path, **kwargs)).json()
+
+
+class Feed:
+    """One person's notification WebSocket: every frame it receives, in order."""
+
+    def __init__(self, who: str) -> None:
+        self.who = who
+        self.frames: list[Frame] = []
+        self._ws: ClientConnection | None = None
+        self._reader: asyncio.Task[None] | None = None
+
+    async def open(self, base_url: str, token: str) -> None:
+        url = base_url.replace("http", "ws", 1).rstrip("/") + "/notifications/ws"
+        self._ws = await connect(url, open_timeout=10)
+        await self._ws.send(json.dumps({"type": "auth", "token": token}))
+        self._reader = asyncio.create_task(self._read())
+        # The notifier answers the auth frame (`session.ready`): from then on the
+        # session is registered and nothing published later is missed.
+        reader = self._reader
+
+        async def answered() -> bool | None:
+            if reader.done():
+                error = reader.exception()
+                raise DemoFailed(f"{self.who}'s WebSocket closed: {error or 'by the server'}")
+            return True if self.frames else None
+
+        await eventually(answered, timeout=10, what=f"the answer to {self.who}'s auth frame")
+
+    async def _read(self) -> None:
+        assert self._ws is not None
+        async for raw in self._ws:
+            frame = json.loads(raw)
+            if isinstance(frame, dict):
+                self.frames.append(frame)
+
+    async def wait_for(
+        self, kind: str, match: Callable[[dict[str, Any]], bool], timeout: float = 15.0
+    ) -> Frame:
+        async def seen() -> Frame | None:
+            if self._reader is not None and self._reader.done():
+                error = self._reader.exception()
+                raise DemoFailed(f"{self.who}'s WebSocket closed: {error or 'by the server'}")
+            for frame in self.frames:
+                if frame.get("type") == kind and match(frame.get("data") or {}):
+                    return frame
+            return None
+
+        return await eventually(seen, timeout=timeout, what=f"{kind} on {self.who}'s WebSocket")
+
+    async def close(self) -> None:
+        if self._ws is not None:
+            await self._ws.close()
+        if self._reader is not None:
+            await asyncio.gather(self._reader, return_exceptions=True)
