@@ -4,7 +4,8 @@ announces, then published with confirms; a relay publishes what was left.
 Rows live in `<prefix>-<service>-outbox` under a few shard keys, sorted by
 creation time, so that the relay finds them with a keyed Query (never a Scan).
 After a commit the writer publishes its rows at once and deletes them
-("marks them sent"); a row whose publish failed, or whose writer died, is
+("marks them sent"; the deletes of commits close together share one
+BatchWriteItem); a row whose publish failed, or whose writer died, is
 picked up by `relay_once` after `grace_seconds`. Publishing is at least once:
 a relay racing a slow writer may publish a row twice, and consumers' inboxes
 absorb it.
@@ -84,6 +85,11 @@ class Outbox:
         self._grace = grace_seconds
         self._batch = batch_size
         self._order_key = order_key
+        # Published rows whose delete is pending: deletes are gathered for a
+        # moment and sent 25 a BatchWriteItem, not one call per commit.
+        self._sent: dict[str, OutboxRow] = {}
+        self._deleter: asyncio.Task[None] | None = None
+        self.delete_delay_seconds = 0.05
 
     def row(self, envelope: Envelope) -> OutboxRow:
         created_ms = int(envelope.occurred_at.timestamp() * 1000)
@@ -106,8 +112,29 @@ class Outbox:
             by_subject.setdefault(self._order_key(row.envelope), []).append(row)
         results = await asyncio.gather(*(self._publish_in_order(g) for g in by_subject.values()))
         published = [row for group in results for row in group]
-        await self._forget(published)
+        self._forget_soon(published)
         return len(published)
+
+    def _forget_soon(self, rows: Sequence[OutboxRow]) -> None:
+        for row in rows:
+            self._sent[row.id] = row
+        if rows and (self._deleter is None or self._deleter.done()):
+            self._deleter = asyncio.get_running_loop().create_task(self._delete_sent())
+
+    async def _delete_sent(self) -> None:
+        await asyncio.sleep(self.delete_delay_seconds)
+        while self._sent:
+            rows = list(self._sent.values())[:BATCH_WRITE_MAX]
+            try:
+                await self._forget(rows)
+            finally:  # a row left undeleted is published again by the relay
+                for row in rows:
+                    self._sent.pop(row.id, None)
+
+    async def _deleted(self) -> None:
+        """Wait until every published row's delete has been sent."""
+        while self._deleter is not None and not self._deleter.done():
+            await asyncio.shield(self._deleter)
 
     async def _publish_in_order(self, rows: Sequence[OutboxRow]) -> list[OutboxRow]:
         published: list[OutboxRow] = []
@@ -156,6 +183,8 @@ class Outbox:
                 Limit=self._batch,
             )
             for item in response.get("Items", []):
+                if item["id"]["S"] in self._sent:  # published here, its delete on its way
+                    continue
                 rows.append(
                     OutboxRow(item["shard"]["S"], item["id"]["S"], decode(item["envelope"]["S"]))
                 )
@@ -176,5 +205,8 @@ class Outbox:
         await every(interval_seconds, self.relay_once, name="outbox.relay")
 
     async def flush(self) -> int:
-        """Publish everything pending now, whatever its age (graceful shutdown)."""
-        return await self.relay_once(older_than_seconds=0)
+        """Publish everything pending now, whatever its age, and delete what was
+        published (graceful shutdown)."""
+        sent = await self.relay_once(older_than_seconds=0)
+        await self._deleted()
+        return sent

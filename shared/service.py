@@ -23,6 +23,7 @@ from starlette.requests import HTTPConnection
 from shared.app import create_app
 from shared.auth import create_verifier
 from shared.aws import AwsClients, ServiceName
+from shared.budget import open_budget
 from shared.bus import MemoryBroker, create_bus
 from shared.bus.base import EventBus
 from shared.logging import configure_logging, get_logger
@@ -84,6 +85,7 @@ def create_platform_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
             aws = await stack.enter_async_context(AwsClients(first, services=aws_services))
+            await open_budget(aws, first)
             components: list[Component] = []
             for definition in definitions:
                 config = configs[definition.name]

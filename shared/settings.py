@@ -56,6 +56,39 @@ class BelfrySettings(BaseSettings):
     aws_connect_timeout_seconds: float = Field(3.0, gt=0, description="AWS connect timeout.")
     aws_read_timeout_seconds: float = Field(10.0, gt=0, description="AWS read timeout.")
 
+    # --- the account-wide Chime budget (DESIGN.md "Rush hour") ---------------
+    chime_rate_enabled: bool = Field(
+        True,
+        description="Every Chime request first takes a slot of its API's account-wide "
+        "budget (a schedule in DynamoDB all replicas share); false: send and let Chime throttle.",
+    )
+    chime_rate_per_second: float = Field(
+        10.0, gt=0, le=10000, description="Chime's request rate per API and account (default 10)."
+    )
+    chime_rate_burst: int = Field(
+        20, ge=1, le=10000, description="Chime's burst per API and account (default 20)."
+    )
+    chime_rate_headroom: int = Field(
+        3,
+        ge=0,
+        le=1000,
+        description="Requests of each burst kept back, so that a burst that leaves late "
+        "(a busy process, the network) is not throttled: covers delays of "
+        "headroom / rate seconds.",
+    )
+    chime_rate_operations: dict[str, tuple[float, int]] = Field(
+        default_factory=dict,
+        description="Rate and burst of APIs whose limits differ, as JSON: "
+        '{"BatchCreateAttendee": [10, 20]}.',
+    )
+    chime_rate_max_wait_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="Longest wait for a slot when the caller set no deadline (event handlers, "
+        "start-up); a request whose slot lies later is refused (503 `chime_busy`).",
+    )
+
     # --- auth --------------------------------------------------------------
     auth_mode: Literal["local", "cognito"] = Field(
         "local", description="`cognito` in production; `local` accepts `make token` tokens."

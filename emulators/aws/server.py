@@ -12,12 +12,8 @@ from typing import Any
 import moto.dynamodb.models as dynamodb_models
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.table import Table
-from moto.moto_server.werkzeug_app import (
-    DomainDispatcherApplication,
-    MotoRequestHandler,
-    create_backend_app,
-)
-from werkzeug.serving import BaseWSGIServer, make_server
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+from waitress.server import create_server
 
 _LOCK = threading.RLock()
 _moto_transact_write_items = DynamoDBBackend.transact_write_items
@@ -101,22 +97,30 @@ def create_app() -> WsgiApp:
     return _SerializedApp(DomainDispatcherApplication(create_backend_app))
 
 
-def _server(host: str, port: int) -> BaseWSGIServer:
-    return make_server(host, port, create_app(), threaded=True, request_handler=MotoRequestHandler)
+def _server(host: str, port: int) -> Any:
+    """waitress, not werkzeug's development server: werkzeug closes every
+    connection after its response, so each client call paid a TCP connect (and
+    a DNS look-up in a thread) on both sides; waitress keeps them alive."""
+    return create_server(
+        create_app(), host=host, port=port, threads=8, ident="moto", connection_limit=1000
+    )
 
 
 def serve(host: str = "127.0.0.1", port: int = 5000) -> None:
-    _server(host, port).serve_forever()
+    _server(host, port).run()
 
 
 @contextmanager
 def running_aws(host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
     """The server in a background thread (the one-process local run); yields its URL."""
     server = _server(host, port)
-    thread = threading.Thread(target=server.serve_forever, name="aws-emulator", daemon=True)
+    thread = threading.Thread(target=server.run, name="aws-emulator", daemon=True)
     thread.start()
     try:
-        yield f"http://{host}:{server.server_port}"
+        yield f"http://{host}:{server.effective_port}"
     finally:
-        server.shutdown()
+        server.close()
+        for channel in list(server._map.values()):
+            channel.close()
+        server.task_dispatcher.shutdown(timeout=5)
         thread.join(timeout=10)

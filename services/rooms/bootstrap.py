@@ -48,7 +48,15 @@ async def build(
         lease_seconds=settings.rooms_meeting_lease_seconds,
     )
     attendance = Attendance(
-        store, chime, meetings, clock=clock, retention_seconds=settings.rooms_retention_seconds
+        store,
+        chime,
+        meetings,
+        clock=clock,
+        retention_seconds=settings.rooms_retention_seconds,
+        window_seconds=settings.rooms_join_window_seconds,
+        max_wait_seconds=settings.rooms_join_max_wait_seconds,
+        max_batch=settings.rooms_join_batch_max,
+        deadline_seconds=settings.rooms_join_deadline_seconds,
     )
 
     async def relay() -> None:
@@ -67,7 +75,7 @@ async def build(
         ),
         loops=[relay],
         checks={"dynamodb": dynamodb_check(aws.dynamodb, names[ROOMS_TABLE.suffix])},
-        on_stop=[outbox.flush],
+        on_stop=[attendance.close, outbox.flush],
     )
 
 

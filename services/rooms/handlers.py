@@ -1,8 +1,7 @@
-"""Event handlers: the scheduler's room lifecycle into rooms' read model, and
-rooms' own attendance events into the landing page's attendee counts.
+"""Event handlers: the scheduler's room lifecycle into rooms' read model.
 
 Each handled event writes its state and its inbox record in one
-TransactWriteItems (`RoomStore.apply` / `count`). A change the row has
+TransactWriteItems (`RoomStore.apply`). A change the row has
 already moved past (an out-of-order or stale event) records only the inbox
 row. Ending a room also deletes its Chime meeting, on every delivery.
 """
@@ -93,19 +92,12 @@ async def on_room_finished(
     await close_meeting(event.room_id, store=rooms, chime=chime)
 
 
-async def on_attendee_joined(
-    event: AttendeeJoined, envelope: Envelope, *, rooms: RoomStore
+async def on_attendance(
+    event: MeetingStarted | AttendeeJoined | AttendeeLeft, envelope: Envelope
 ) -> None:
-    await rooms.count(event.room_id, 1, once=(ATTENDANCE_QUEUE, envelope.event_id))
-
-
-async def on_attendee_left(event: AttendeeLeft, envelope: Envelope, *, rooms: RoomStore) -> None:
-    await rooms.count(event.room_id, -1, once=(ATTENDANCE_QUEUE, envelope.event_id))
-
-
-async def on_meeting_started(event: MeetingStarted, envelope: Envelope) -> None:
-    """Bound to the attendance queue (every publish must be routable); a new
-    meeting has no attendees to count yet."""
+    """rooms' own attendance events are bound to this queue so that every
+    publish is routable; the landing page's count moves in the join's and the
+    leave's own transaction, so there is nothing left to do here."""
 
 
 HANDLERS: HandlerTable = {
@@ -116,8 +108,8 @@ HANDLERS: HandlerTable = {
         RoomCancelled: on_room_finished,
     },
     ATTENDANCE_QUEUE: {
-        MeetingStarted: on_meeting_started,
-        AttendeeJoined: on_attendee_joined,
-        AttendeeLeft: on_attendee_left,
+        MeetingStarted: on_attendance,
+        AttendeeJoined: on_attendance,
+        AttendeeLeft: on_attendance,
     },
 }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from shared.events import Envelope
@@ -12,6 +13,14 @@ from .domain import Applied, AttendeeRecord, Lifecycle, Room
 Meeting = dict[str, Any]  # Chime's `Meeting` object, exactly as CreateMeeting returns it
 Attendee = dict[str, Any]  # Chime's `Attendee` object, exactly as CreateAttendee returns it
 EventKey = tuple[str, str]  # (consumer, event_id): what the inbox records
+
+
+@dataclass(frozen=True)
+class AttendeeWrite:
+    record: AttendeeRecord
+    expires_at: int
+    replaces: str | None  # the attendee id read (None: there was no row)
+    events: Sequence[Envelope]
 
 
 class MeetingGone(Exception):
@@ -59,10 +68,11 @@ class RoomStore(Protocol):
 
     async def room(self, room_id: str) -> Room | None: ...
 
-    async def room_and_attendee(
-        self, room_id: str, user_id: str
-    ) -> tuple[Room | None, AttendeeRecord | None]:
-        """Both in one round trip (the join path)."""
+    async def room_and_attendees(
+        self, room_id: str, user_ids: Sequence[str]
+    ) -> tuple[Room | None, dict[str, AttendeeRecord]]:
+        """The room and these users' attendee rows, in one round trip for up to
+        99 users (the join path)."""
         ...
 
     async def attendee(self, room_id: str, user_id: str) -> AttendeeRecord | None: ...
@@ -80,10 +90,6 @@ class RoomStore(Protocol):
         """Move the room to `change.status` unless it has moved past it (a
         terminal state wins; an older RoomScheduled never overwrites a newer
         one), with the inbox record in the same transaction."""
-        ...
-
-    async def count(self, room_id: str, delta: int, *, once: EventKey) -> Applied:
-        """Add `delta` to the room's attendee count, once per event."""
         ...
 
     async def forget_meeting(self, room_id: str, meeting_id: str) -> None:
@@ -116,19 +122,17 @@ class RoomStore(Protocol):
 
     # --- attendees -----------------------------------------------------------
 
-    async def save_attendee(
-        self,
-        record: AttendeeRecord,
-        expires_at: int,
-        replaces: str | None,
-        events: Sequence[Envelope],
-    ) -> bool:
-        """The user's attendee row; `replaces` is the attendee id the caller read
-        (None: no row). False when a concurrent join of the user wrote first."""
+    async def save_attendees(self, writes: Sequence[AttendeeWrite]) -> set[str]:
+        """Each user's attendee row with its events, in as few transactions as
+        fit (up to 100 items each), the room's attendee count moved in the same
+        transaction. A row is written only if it is still the one the caller
+        read (`replaces`); returns the users whose row a concurrent join wrote
+        first (those are left as they are)."""
         ...
 
     async def remove_attendee(
         self, room_id: str, user_id: str, attendee_id: str, events: Sequence[Envelope]
     ) -> bool:
-        """False when the row is no longer that attendee (a concurrent leave)."""
+        """The row gone and the room's count down by one, with the events; False
+        when the row is no longer that attendee (a concurrent leave)."""
         ...

@@ -27,6 +27,31 @@ class RoomsSettings(BelfrySettings):
         ge=60,
         description="How long rooms' rows outlive a room's end (TTL `expires_at`).",
     )
+    rooms_join_window_seconds: float = Field(
+        0.02,
+        ge=0,
+        le=1,
+        description="Joins of one room are handled together (one BatchCreateAttendee of up "
+        "to `BELFRY_ROOMS_JOIN_BATCH_MAX`) until none has arrived for this long, or while "
+        "the room's previous batch is out.",
+    )
+    rooms_join_max_wait_seconds: float = Field(
+        0.25,
+        ge=0,
+        le=5,
+        description="Longest a batch of joins stays open while joins keep arriving "
+        "(a class pressing join at once).",
+    )
+    rooms_join_batch_max: int = Field(
+        100, ge=1, le=100, description="Most joins in one batch (Chime: 100; 1 turns batching off)."
+    )
+    rooms_join_deadline_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=60,
+        description="How long a join may wait for the account-wide Chime budget; a join "
+        "that gets no slot by then answers 503 `chime_busy` with Retry-After.",
+    )
     rooms_outbox_relay_seconds: float = Field(
         1.0, gt=0, description="Interval of the outbox relay sweep."
     )

@@ -7,6 +7,7 @@ import json
 import pkgutil
 import re
 
+from shared.budget import BUDGET_OWNER, BUDGET_TABLE
 from shared.dynamo import TableSpec
 from shared.settings import BelfrySettings
 from tests.deploy.manifests import (
@@ -64,7 +65,7 @@ def test_every_variable_used_in_kubernetes_is_documented() -> None:
 
 def test_iam_and_trust_policies_in_the_deploy_readme_are_valid_json() -> None:
     blocks = re.findall(r"```json\n(.*?)```", (REPO / "deploy" / "README.md").read_text(), re.S)
-    assert len(blocks) == 5  # trust policy, DynamoDB, rooms, chat, notifier
+    assert len(blocks) == 6  # trust policy, DynamoDB, the Chime budget, rooms, chat, notifier
     for block in blocks:
         document = json.loads(block)
         statements = document.get("Statement", document) if isinstance(document, dict) else document
@@ -126,6 +127,7 @@ def test_the_readme_lists_every_table_as_the_services_define_it() -> None:
     defined = {
         f"{name}-{spec.suffix}": spec for name in SERVICES for spec in service_table_specs(name)
     }
+    defined[f"{BUDGET_OWNER}-{BUDGET_TABLE.suffix}"] = BUDGET_TABLE  # every Chime client's
     assert set(documented_tables) == set(defined), "deploy/README.md's tables are not the code's"
     for table, spec in defined.items():
         assert documented_tables[table] == spec_row(spec), table

@@ -30,6 +30,7 @@ from services.rooms.domain import (
 from services.rooms.ports import (
     Attendee,
     AttendeeRefused,
+    AttendeeWrite,
     EventKey,
     Meeting,
     MeetingGone,
@@ -130,6 +131,7 @@ class FakeRoomStore:
         self.listed: set[str] = set()
         self.attendee_rows: dict[AttendeeKey, AttendeeRecord] = {}
         self.attendee_expiry: dict[AttendeeKey, int] = {}
+        self.attendee_batches: list[int] = []  # rows per save_attendees call
         self.inbox: dict[EventKey, Applied] = {}
         self.handled: list[tuple[EventKey, Applied]] = []
         self.published: list[Envelope] = []
@@ -149,11 +151,12 @@ class FakeRoomStore:
         await self._turn("room")
         return self.rooms.get(room_id)
 
-    async def room_and_attendee(
-        self, room_id: str, user_id: str
-    ) -> tuple[Room | None, AttendeeRecord | None]:
-        await self._turn("room_and_attendee")
-        return self.rooms.get(room_id), self.attendee_rows.get((room_id, user_id))
+    async def room_and_attendees(
+        self, room_id: str, user_ids: Sequence[str]
+    ) -> tuple[Room | None, dict[str, AttendeeRecord]]:
+        await self._turn("room_and_attendees")
+        rows = {u: self.attendee_rows.get((room_id, u)) for u in user_ids}
+        return self.rooms.get(room_id), {u: r for u, r in rows.items() if r is not None}
 
     async def attendee(self, room_id: str, user_id: str) -> AttendeeRecord | None:
         await self._turn("attendee")
@@ -222,17 +225,10 @@ class FakeRoomStore:
         self.rooms[room_id] = row
         return True
 
-    async def count(self, room_id: str, delta: int, *, once: EventKey) -> Applied:
-        await self._turn("count")
-
-        def add() -> bool:
-            row = self.rooms.get(room_id)
-            if row is None:  # attribute_exists(room_id)
-                return False
-            self.rooms[room_id] = replace(row, attendee_count=row.attendee_count + delta)
-            return True
-
-        return self._once(once, add)
+    def _count(self, room_id: str, delta: int) -> None:
+        """The room's attendee count, moved in the same write as the rows."""
+        row = self.rooms[room_id]
+        self.rooms[room_id] = replace(row, attendee_count=row.attendee_count + delta)
 
     async def forget_meeting(self, room_id: str, meeting_id: str) -> None:
         await self._turn("forget_meeting")
@@ -286,23 +282,28 @@ class FakeRoomStore:
 
     # --- attendees -------------------------------------------------------------
 
-    async def save_attendee(
-        self,
-        record: AttendeeRecord,
-        expires_at: int,
-        replaces: str | None,
-        events: Sequence[Envelope],
-    ) -> bool:
-        await self._turn("save_attendee")
-        key = (record.room_id, record.user_id)
-        current = self.attendee_rows.get(key)
-        if replaces is None and current is not None:
-            return False
-        if replaces is not None and (current is None or current.attendee_id != replaces):
-            return False
-        self.attendee_rows[key] = record
-        self.attendee_expiry[key] = expires_at
-        return self._commit(events)
+    async def save_attendees(self, writes: Sequence[AttendeeWrite]) -> set[str]:
+        """Each row only if it is still the one the caller read (the adapter's
+        transactions fall back row by row, so the outcome is per row)."""
+        await self._turn("save_attendees")
+        self.attendee_batches.append(len(writes))
+        raced: set[str] = set()
+        for write in writes:
+            record = write.record
+            key = (record.room_id, record.user_id)
+            current = self.attendee_rows.get(key)
+            if (write.replaces is None and current is not None) or (
+                write.replaces is not None
+                and (current is None or current.attendee_id != write.replaces)
+            ):
+                raced.add(record.user_id)
+                continue
+            self.attendee_rows[key] = record
+            self.attendee_expiry[key] = write.expires_at
+            if write.replaces is None:
+                self._count(record.room_id, 1)
+            self._commit(write.events)
+        return raced
 
     async def remove_attendee(
         self, room_id: str, user_id: str, attendee_id: str, events: Sequence[Envelope]
@@ -314,6 +315,7 @@ class FakeRoomStore:
             return False
         del self.attendee_rows[key]
         self.attendee_expiry.pop(key, None)
+        self._count(room_id, -1)
         return self._commit(events)
 
     # --- for tests ---------------------------------------------------------------

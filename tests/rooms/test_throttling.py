@@ -1,6 +1,8 @@
 """Chime at its default rate limit (10/s, burst 20 per API) with 10 % injected
 5xx: joins succeed or answer 503 with Retry-After, never a 500 and never a
-second live meeting for a room."""
+second live meeting for a room; the account-wide budget keeps Belfry from
+being throttled at all. Throttling that still happens (a tighter limit than
+the budget knows) and 5xx are retried by the client."""
 
 from __future__ import annotations
 
@@ -21,18 +23,19 @@ async def test_chime_5xx_and_throttling_are_retried_by_the_client(rooms: Rooms) 
     room_id = await rooms.activate()
     assert (await rooms.join(room_id, "first")).status_code == 200
     await rooms.chime.set_faults(
-        seed=3, operations={"CreateAttendee": {"share": 0.4, "statuses": [500, 503]}}
+        seed=3, operations={"BatchCreateAttendee": {"share": 0.4, "statuses": [500, 503]}}
     )
     answers = [await rooms.join(room_id, f"user-{n}") for n in range(8)]
     assert [a.status_code for a in answers] == [200] * 8
     await rooms.chime.clear_faults()
-    await rooms.chime.set_limits(operations={"CreateAttendee": {"rate": 5, "burst": 1}})
-    answers = await asyncio.gather(*(rooms.join(room_id, f"burst-{n}") for n in range(3)))
+    # a limit tighter than the budget's (another client on the account)
+    await rooms.chime.set_limits(operations={"BatchCreateAttendee": {"rate": 5, "burst": 1}})
+    answers = [await rooms.join(room_id, f"burst-{n}") for n in range(3)]
     assert [a.status_code for a in answers] == [200] * 3
     counters = await rooms.chime.counters()
-    assert counters["faulted"]["CreateAttendee"] > 0
-    assert counters["throttled"]["CreateAttendee"] > 0
-    assert counters["succeeded"]["CreateAttendee"] == 12
+    assert counters["faulted"]["BatchCreateAttendee"] > 0
+    assert counters["throttled"]["BatchCreateAttendee"] > 0
+    assert counters["succeeded"]["BatchCreateAttendee"] == 12
 
 
 async def test_throttled_and_failing_chime_gives_200_or_503_and_one_meeting_per_room(
@@ -56,10 +59,11 @@ async def test_throttled_and_failing_chime_gives_200_or_503_and_one_meeting_per_
             assert response.json()["error"]["code"] in (
                 "meeting_service_unavailable",
                 "meeting_starting",
+                "chime_busy",
             )
 
     counters = await rooms.chime.counters()
-    assert counters["throttled"].get("CreateAttendee", 0) > 0  # the limit did bite
+    assert counters["throttled"] == {}, counters["throttled"]  # the budget kept us within
     assert counters["faulted"], counters
     await rooms.chime.clear_limits()
     await rooms.chime.clear_faults()

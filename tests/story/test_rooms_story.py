@@ -128,7 +128,8 @@ async def test_a_scheduled_room_from_activation_to_its_end(
     assert len({j.json()["Attendee"]["AttendeeId"] for j in joins}) == 50
     counters = await chime.counters()
     assert counters["calls"]["CreateMeeting"] == 1
-    assert counters["calls"]["CreateAttendee"] == 50
+    assert counters["calls"].get("CreateAttendee", 0) == 0
+    assert 1 <= counters["calls"]["BatchCreateAttendee"] <= 25  # joins share calls
     [first_meeting] = meetings
 
     # Chime ends the meeting (as after five idle minutes): the next join makes a new one

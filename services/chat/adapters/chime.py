@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from shared.budget import BudgetExhausted, chime_busy
 from shared.errors import ServiceUnavailable
 from shared.logging import get_logger
 
@@ -59,6 +60,8 @@ async def _chime(operation: str, *, expected: tuple[str, ...] = ()) -> AsyncIter
         raise ServiceUnavailable(
             "the chat backend is unreachable, try again", code="chime_unavailable"
         ) from exc
+    except BudgetExhausted as exc:
+        raise chime_busy(exc) from exc
     finally:
         CHIME_SECONDS.labels(operation).observe(time.perf_counter() - started)
 

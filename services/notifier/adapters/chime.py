@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from shared.budget import BudgetExhausted
 from shared.logging import get_logger
 
 from ..domain import app_instance_of, user_arn
@@ -30,7 +31,7 @@ _TRANSIENT = {
 }
 
 
-def _failure(what: str, exc: ClientError | BotoCoreError) -> Exception:
+def _failure(what: str, exc: ClientError | BotoCoreError | BudgetExhausted) -> Exception:
     if isinstance(exc, ClientError) and exc.response["Error"]["Code"] not in _TRANSIENT:
         return ChimeRejected(f"{what}: {exc}")
     return ChimeUnavailable(f"{what}: {exc}")
@@ -74,7 +75,7 @@ class ChimeMemberships:
                 await self._identity.create_app_instance_admin(
                     AppInstanceAdminArn=arn, AppInstanceArn=app_instance_arn
                 )
-            except (ClientError, BotoCoreError) as exc:
+            except (ClientError, BotoCoreError, BudgetExhausted) as exc:
                 raise _failure("cannot prepare the service user", exc) from exc
             log.info("chime.service_user_ready", app_instance_arn=app_instance_arn)
             self._bearers[app_instance_arn] = arn
@@ -93,7 +94,7 @@ class ChimeMemberships:
                 Type="DEFAULT",
                 ChimeBearer=bearer,
             )
-        except (ClientError, BotoCoreError) as exc:
+        except (ClientError, BotoCoreError, BudgetExhausted) as exc:
             raise _failure("BatchCreateChannelMembership", exc) from exc
         result: dict[str, str | None] = dict.fromkeys(member_arns)
         for error in response.get("Errors", []):

@@ -1,17 +1,24 @@
 """Chime SDK meetings through the process's aiobotocore client.
 
-The client already retries throttling (meetings answer `ThrottlingException`,
-which botocore's standard mode backs off on with jitter) and 5xx; what is
-left after that becomes `MeetingUnavailable` (503 + Retry-After), never a 500.
+Every request first takes its slot of the account-wide budget (`shared.budget`,
+installed on the client); a join that gets none before its deadline answers
+503 `chime_busy`. The client retries throttling (meetings answer
+`ThrottlingException`, which botocore's standard mode backs off on) and 5xx;
+what is left becomes `MeetingUnavailable` (503 + Retry-After), never a 500.
+Attendees are always created with BatchCreateAttendee: a full meeting is a
+per-attendee error there, answered 409 at once, where CreateAttendee's
+LimitExceededException would be retried as throttling for seconds.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextlib
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from shared.budget import BudgetExhausted, chime_busy
 from shared.logging import get_logger
 
 from ..domain import MeetingUnavailable
@@ -22,18 +29,29 @@ if TYPE_CHECKING:
 
 log = get_logger("belfry.rooms")
 
-BATCH_LIMIT = 100
-_UNAVAILABLE = {
-    "ThrottlingException",
-    "ThrottledClientException",
-    "ServiceUnavailableException",
-    "ServiceFailureException",
-    "LimitExceededException",  # account-level meeting limits are transient for a caller
-}
+BATCH_LIMIT = 100  # BatchCreateAttendee's Attendees limit
 
 
 def _code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+@contextlib.asynccontextmanager
+async def _chime(operation: str, *, gone_ok: bool = False) -> AsyncIterator[None]:
+    """Chime's failures as the domain's: NotFound is `MeetingGone` (or nothing,
+    for a delete), no budget is `chime_busy`, the rest a 503."""
+    try:
+        yield
+    except ClientError as exc:
+        if _code(exc) in ("NotFoundException", "BadRequestException") and gone_ok:
+            return
+        if _code(exc) == "NotFoundException":
+            raise MeetingGone(operation) from exc
+        raise _unavailable(operation, exc) from exc
+    except BotoCoreError as exc:
+        raise _unavailable(operation, exc) from exc
+    except BudgetExhausted as exc:
+        raise chime_busy(exc) from exc
 
 
 def _unavailable(operation: str, exc: Exception) -> MeetingUnavailable:
@@ -52,16 +70,12 @@ class ChimeMeetingGateway:
     async def create_meeting(
         self, *, request_token: str, external_meeting_id: str, media_region: str
     ) -> Meeting:
-        try:
+        async with _chime("CreateMeeting"):
             response = await self._client.create_meeting(
                 ClientRequestToken=request_token,
                 ExternalMeetingId=external_meeting_id,
                 MediaRegion=media_region,
             )
-        except ClientError as exc:
-            raise _unavailable("CreateMeeting", exc) from exc
-        except BotoCoreError as exc:
-            raise _unavailable("CreateMeeting", exc) from exc
         meeting: Meeting = dict(response["Meeting"])
         return meeting
 
@@ -73,25 +87,11 @@ class ChimeMeetingGateway:
             return {}
         if len(users) > BATCH_LIMIT:
             raise ValueError(f"at most {BATCH_LIMIT} attendees per call")
-        try:
-            if len(users) == 1:
-                response: Any = await self._client.create_attendee(
-                    MeetingId=meeting_id, ExternalUserId=users[0]
-                )
-                return {users[0]: dict(response["Attendee"])}
+        response: Any
+        async with _chime("BatchCreateAttendee"):
             response = await self._client.batch_create_attendee(
                 MeetingId=meeting_id, Attendees=[{"ExternalUserId": u} for u in users]
             )
-        except ClientError as exc:
-            code = _code(exc)
-            if code == "NotFoundException":
-                raise MeetingGone(meeting_id) from exc
-            if code == "LimitExceededException" and len(users) == 1:
-                message = str(exc.response.get("Error", {}).get("Message", ""))
-                return {users[0]: AttendeeRefused(code, message)}
-            raise _unavailable("CreateAttendee", exc) from exc
-        except BotoCoreError as exc:
-            raise _unavailable("CreateAttendee", exc) from exc
         result: dict[str, Attendee | AttendeeRefused] = {
             a["ExternalUserId"]: dict(a) for a in response.get("Attendees", [])
         }
@@ -102,21 +102,9 @@ class ChimeMeetingGateway:
         return result
 
     async def delete_attendee(self, meeting_id: str, attendee_id: str) -> None:
-        try:
+        async with _chime("DeleteAttendee", gone_ok=True):
             await self._client.delete_attendee(MeetingId=meeting_id, AttendeeId=attendee_id)
-        except ClientError as exc:
-            if _code(exc) in ("NotFoundException", "BadRequestException"):
-                return
-            raise _unavailable("DeleteAttendee", exc) from exc
-        except BotoCoreError as exc:
-            raise _unavailable("DeleteAttendee", exc) from exc
 
     async def delete_meeting(self, meeting_id: str) -> None:
-        try:
+        async with _chime("DeleteMeeting", gone_ok=True):
             await self._client.delete_meeting(MeetingId=meeting_id)
-        except ClientError as exc:
-            if _code(exc) in ("NotFoundException", "BadRequestException"):
-                return
-            raise _unavailable("DeleteMeeting", exc) from exc
-        except BotoCoreError as exc:
-            raise _unavailable("DeleteMeeting", exc) from exc

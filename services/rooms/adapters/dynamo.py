@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
 from shared.dynamo import (
+    MAX_TRANSACT_ITEMS,
     ConditionFailed,
     TransactionConflict,
     TransactItem,
@@ -25,7 +26,7 @@ from shared.events import Envelope
 from shared.store import Store
 
 from ..domain import ACTIVE, LISTED, Applied, AttendeeRecord, Lifecycle, Room, room_busy
-from ..ports import EventKey, Meeting
+from ..ports import AttendeeWrite, EventKey, Meeting
 from .rows import (
     ATTENDEES_TABLE,
     ROOMS_TABLE,
@@ -62,20 +63,19 @@ class DynamoRooms:
         item = response.get("Item")
         return None if item is None else room_from_item(item)
 
-    async def room_and_attendee(
-        self, room_id: str, user_id: str
-    ) -> tuple[Room | None, AttendeeRecord | None]:
-        found = await batch_get(
-            self._client,
-            {
-                self.rooms: [room_key(room_id)],
-                self.attendees_table: [attendee_key(room_id, user_id)],
-            },
-        )
-        rooms, attendees = found[self.rooms], found[self.attendees_table]
+    async def room_and_attendees(
+        self, room_id: str, user_ids: Sequence[str]
+    ) -> tuple[Room | None, dict[str, AttendeeRecord]]:
+        keys = {
+            self.rooms: [room_key(room_id)],
+            self.attendees_table: [attendee_key(room_id, u) for u in dict.fromkeys(user_ids)],
+        }
+        found = await batch_get(self._client, keys)
+        rooms = found[self.rooms]
+        records = (attendee_from_item(i) for i in found[self.attendees_table])
         return (
             room_from_item(rooms[0]) if rooms else None,
-            attendee_from_item(attendees[0]) if attendees else None,
+            {r.user_id: r for r in records},
         )
 
     async def attendee(self, room_id: str, user_id: str) -> AttendeeRecord | None:
@@ -115,9 +115,6 @@ class DynamoRooms:
 
     async def apply(self, change: Lifecycle, *, once: EventKey) -> Applied:
         return await self._once(lifecycle_item(self.rooms, change), once)
-
-    async def count(self, room_id: str, delta: int, *, once: EventKey) -> Applied:
-        return await self._once(count_item(self.rooms, room_id, delta), once)
 
     async def _once(self, item: TransactItem, once: EventKey) -> Applied:
         try:
@@ -186,21 +183,36 @@ class DynamoRooms:
 
     # --- attendees -------------------------------------------------------------
 
-    async def save_attendee(
-        self,
-        record: AttendeeRecord,
-        expires_at: int,
-        replaces: str | None,
-        events: Sequence[Envelope],
-    ) -> bool:
-        item = attendee_put(self.attendees_table, record, expires_at, replaces)
-        return await self._write([item], events)
+    async def save_attendees(self, writes: Sequence[AttendeeWrite]) -> set[str]:
+        not_written: set[str] = set()
+        for chunk in _chunks(writes):
+            if await self._write(self._attendee_items(chunk), [e for w in chunk for e in w.events]):
+                continue
+            # a concurrent join of one of them wrote first: find out whose, one by one
+            for write in chunk:
+                if not await self._write(self._attendee_items([write]), write.events):
+                    not_written.add(write.record.user_id)
+        return not_written
+
+    def _attendee_items(self, writes: Sequence[AttendeeWrite]) -> list[TransactItem]:
+        """The rows, and the room's attendee count moved by the new attendees
+        among them (a replaced attendee is the same person)."""
+        items = [
+            attendee_put(self.attendees_table, w.record, w.expires_at, w.replaces) for w in writes
+        ]
+        joined = sum(1 for w in writes if w.replaces is None)
+        if joined:
+            items.append(count_item(self.rooms, writes[0].record.room_id, joined))
+        return items
 
     async def remove_attendee(
         self, room_id: str, user_id: str, attendee_id: str, events: Sequence[Envelope]
     ) -> bool:
-        item = attendee_delete(self.attendees_table, room_id, user_id, attendee_id)
-        return await self._write([item], events)
+        items = [
+            attendee_delete(self.attendees_table, room_id, user_id, attendee_id),
+            count_item(self.rooms, room_id, -1),
+        ]
+        return await self._write(items, events)
 
     async def _write(self, items: list[TransactItem], events: Sequence[Envelope]) -> bool:
         """State and its events in one transaction; False if a condition failed."""
@@ -209,6 +221,21 @@ class DynamoRooms:
         except ConditionFailed:
             return False
         return True
+
+
+def _chunks(writes: Sequence[AttendeeWrite]) -> list[list[AttendeeWrite]]:
+    """Writes grouped into transactions of at most 100 items: a row and its
+    outbox rows each, and the room's count once."""
+    chunks: list[list[AttendeeWrite]] = []
+    size = MAX_TRANSACT_ITEMS
+    for write in writes:
+        cost = 1 + len(write.events)
+        if size + cost > MAX_TRANSACT_ITEMS:
+            chunks.append([])
+            size = 1  # the room's attendee count
+        chunks[-1].append(write)
+        size += cost
+    return chunks
 
 
 async def _busy(write: Callable[[], Awaitable[T]]) -> T:
