@@ -14,6 +14,7 @@ absorb it.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -48,22 +49,34 @@ def subject(envelope: Envelope) -> str:
 
 @dataclass(frozen=True)
 class OutboxRow:
+    """The events of one commit: one item, however many (a claim of 40 rooms
+    writes 41 items, not 80)."""
+
     shard: str
     id: str
-    envelope: Envelope
+    envelopes: tuple[Envelope, ...]
 
     def item(self, table: str) -> TransactItem:
+        encoded = ",".join(e.encode().decode() for e in self.envelopes)
         return {
             "Put": {
                 "TableName": table,
                 "Item": {
                     "shard": {"S": self.shard},
                     "id": {"S": self.id},
-                    "envelope": {"S": self.envelope.encode().decode()},
-                    "event_type": {"S": self.envelope.type},
+                    "envelopes": {"S": f"[{encoded}]"},
+                    "event_types": {"S": ",".join(e.type for e in self.envelopes)},
                 },
             }
         }
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> OutboxRow:
+        if "envelopes" in item:
+            envelopes = tuple(decode(json.dumps(e)) for e in json.loads(item["envelopes"]["S"]))
+        else:  # a row of one event, as an older writer left it
+            envelopes = (decode(item["envelope"]["S"]),)
+        return cls(item["shard"]["S"], item["id"]["S"], envelopes)
 
 
 class Outbox:
@@ -91,28 +104,35 @@ class Outbox:
         self._deleter: asyncio.Task[None] | None = None
         self.delete_delay_seconds = 0.05
 
-    def row(self, envelope: Envelope) -> OutboxRow:
-        created_ms = int(envelope.occurred_at.timestamp() * 1000)
+    def row(self, *envelopes: Envelope) -> OutboxRow:
+        """The row of one commit's events (in their order)."""
+        first = envelopes[0]
+        created_ms = int(first.occurred_at.timestamp() * 1000)
         return OutboxRow(
             shard=str(random.randrange(self._shards)),
-            id=f"{created_ms:013d}#{envelope.event_id}",
-            envelope=envelope,
+            id=f"{created_ms:013d}#{first.event_id}",
+            envelopes=envelopes,
         )
 
     async def dispatch(self, rows: Sequence[OutboxRow]) -> int:
-        """Publish rows, then delete the ones the broker confirmed, 25 a call.
+        """Publish the rows' events, then delete the rows whose every event the
+        broker confirmed (25 a call); the number of events published.
 
-        Each subject's rows (`order_key`: its room or channel) go in order and
+        Each subject's events (`order_key`: its room or channel) go in order and
         stop at that subject's first failure, so the relay takes the rest still
         in order; different subjects go concurrently, so a burst of 40
-        transitions waits for about one confirm, not 40. A row whose delete is
-        lost is published again by the relay: at least once, as before."""
-        by_subject: dict[str, list[OutboxRow]] = {}
+        transitions waits for about one confirm, not 40. A row left (one of its
+        events failed, or its delete was lost) is published again by the relay:
+        at least once, and consumers' inboxes absorb the repeats."""
+        by_subject: dict[str, list[Envelope]] = {}
         for row in rows:
-            by_subject.setdefault(self._order_key(row.envelope), []).append(row)
+            for envelope in row.envelopes:
+                by_subject.setdefault(self._order_key(envelope), []).append(envelope)
         results = await asyncio.gather(*(self._publish_in_order(g) for g in by_subject.values()))
-        published = [row for group in results for row in group]
-        self._forget_soon(published)
+        published = {event_id for group in results for event_id in group}
+        self._forget_soon(
+            [row for row in rows if all(e.event_id in published for e in row.envelopes)]
+        )
         return len(published)
 
     def _forget_soon(self, rows: Sequence[OutboxRow]) -> None:
@@ -136,18 +156,16 @@ class Outbox:
         while self._deleter is not None and not self._deleter.done():
             await asyncio.shield(self._deleter)
 
-    async def _publish_in_order(self, rows: Sequence[OutboxRow]) -> list[OutboxRow]:
-        published: list[OutboxRow] = []
-        for row in rows:
-            with log_context(event_id=row.envelope.event_id):
+    async def _publish_in_order(self, envelopes: Sequence[Envelope]) -> list[str]:
+        published: list[str] = []
+        for envelope in envelopes:
+            with log_context(event_id=envelope.event_id):
                 try:
-                    await self._bus.publish(row.envelope)
+                    await self._bus.publish(envelope)
                 except PublishFailed as exc:
-                    log.warning(
-                        "outbox.publish_failed", error=str(exc), event_type=row.envelope.type
-                    )
+                    log.warning("outbox.publish_failed", error=str(exc), event_type=envelope.type)
                     break
-            published.append(row)
+            published.append(envelope.event_id)
         return published
 
     async def _forget(self, rows: Sequence[OutboxRow]) -> None:
@@ -174,6 +192,7 @@ class Outbox:
         cutoff = f"{int((time.time() - age) * 1000):013d}~"
         rows: list[OutboxRow] = []
         for shard in range(self._shards):
+            sent = set(self._sent)  # a row deleted while the query runs is still answered
             response = await self._client.query(
                 TableName=self.table,
                 KeyConditionExpression="#shard = :shard AND #id < :cutoff",
@@ -183,11 +202,9 @@ class Outbox:
                 Limit=self._batch,
             )
             for item in response.get("Items", []):
-                if item["id"]["S"] in self._sent:  # published here, its delete on its way
-                    continue
-                rows.append(
-                    OutboxRow(item["shard"]["S"], item["id"]["S"], decode(item["envelope"]["S"]))
-                )
+                if item["id"]["S"] in sent or item["id"]["S"] in self._sent:
+                    continue  # published here, its delete on its way
+                rows.append(OutboxRow.from_item(item))
         return rows
 
     async def relay_once(self, older_than_seconds: float | None = None) -> int:

@@ -146,15 +146,20 @@ async def every(
 ) -> None:
     """Run `step` forever, starting one every `interval_seconds` (a slow step is
     followed at once). A step that returns True has more to do and is run again
-    at once; one that fails is logged (`<name>.failed`) and the loop goes on."""
+    at once; one that returns a float says how many seconds to wait; one that
+    fails is logged (`<name>.failed`) and the loop goes on."""
     while True:
         started = time.monotonic()
-        more = False
+        result: object = None
         try:
-            more = await step() is True
+            result = await step()
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             log.warning(f"{name}.failed", error=repr(exc))
-        if not more:
+        if result is True:
+            continue
+        if isinstance(result, float):
+            await asyncio.sleep(max(0.0, result))
+        else:
             await asyncio.sleep(max(0.0, interval_seconds - (time.monotonic() - started)))

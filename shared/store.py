@@ -93,7 +93,7 @@ class Store:
         if events:
             if self.outbox is None:
                 raise RuntimeError("this store has no outbox")
-            rows = [self.outbox.row(e) for e in events]
+            rows = [self.outbox.row(*events)]
             batch += [row.item(self.outbox.table) for row in rows]
         inbox_at: int | None = None
         if once is not None:

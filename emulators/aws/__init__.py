@@ -1,6 +1,6 @@
 """moto in server mode, for DynamoDB and S3, made safe and fast enough for Belfry.
 
-Two changes to how moto's server runs, none to what it answers:
+Four changes to how moto's server runs, none to what it answers:
 
 - Requests are served one at a time (a lock around the WSGI app). moto's
   backends are not thread-safe: concurrent TransactWriteItems calls fail with
@@ -9,6 +9,11 @@ Two changes to how moto's server runs, none to what it answers:
   copies every table the transaction names so it can roll back, which costs
   O(table size) per call (~15 ms at 1,000 items, 70 ms at 5,000 on this
   machine) and turns an inbox table into a quadratic slowdown.
+- Each condition expression text is lexed once: moto lexed it again, with a
+  dozen regular expressions, for every item of every transaction.
+- It is served by waitress, with keep-alive: werkzeug's development server
+  closes every connection after its response, so every client call paid a TCP
+  connect (and a DNS look-up in a thread).
 """
 
 from emulators.aws.server import create_app, running_aws, serve

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -24,7 +25,7 @@ from shared.logging import get_logger
 from shared.runtime import every
 
 from .domain import Phase, Room, activate, activated_event, end, ended_event
-from .ports import Change, ScheduleStore, StaleRooms, TickStats
+from .ports import Change, DueRooms, ScheduleStore, StaleRooms, TickStats
 
 log = get_logger("belfry.scheduler.activation")
 
@@ -49,7 +50,7 @@ ITEMS_READ = Counter(
 )
 
 Transition = tuple[str, Phase, Callable[..., Room], Callable[[Room], Envelope]]
-TRANSITIONS_IN_ORDER: tuple[Transition, ...] = (
+ORDER: tuple[Transition, ...] = (
     ("activated", Phase.SCHEDULED, activate, activated_event),
     # after activations, so a room that started and ended during an outage is
     # announced in order within one tick
@@ -67,6 +68,9 @@ class Activator:
         due_per_tick: int = 500,
         rooms_per_transaction: int = 40,
         concurrent_transactions: int = 4,
+        owner: str | None = None,
+        lease_seconds: float = 5.0,
+        lookahead_seconds: float = 10.0,
     ) -> None:
         self.store = store
         self.clock = clock
@@ -74,23 +78,38 @@ class Activator:
         self.due_per_tick = due_per_tick
         self.rooms_per_transaction = rooms_per_transaction
         self.concurrent_transactions = concurrent_transactions
+        self.owner = owner or uuid.uuid4().hex
+        self.lease_seconds = lease_seconds
+        self.lookahead_seconds = lookahead_seconds
         self.ticks = 0
         self.last: TickStats | None = None
         self.last_ok = time.monotonic()
+        self.leading = False
+        self._lead_until = 0.0
+        # Rooms whose transition falls due within the lookahead, read ahead of
+        # time, so that the due second costs only the claims.
+        self._soon: dict[Phase, dict[str, Room]] = {phase: {} for _, phase, _, _ in ORDER}
+        self._read_ahead_until = 0.0
 
     async def tick(self) -> TickStats:
         stats = TickStats()
-        more = False
-        for name, phase, transition, announce in TRANSITIONS_IN_ORDER:
+        for name, phase, transition, announce in ORDER:
             now = self.clock()
-            due = await self.store.due(phase, now=now, limit=self.due_per_tick)
-            stats.items_read += due.items_read
-            ITEMS_READ.inc(due.items_read)
-            more = more or due.more
-            if not due.rooms:
+            ready = [r for r in self._soon[phase].values() if r.due_at <= now]
+            for room in ready:
+                del self._soon[phase][room.room_id]
+            due = DueRooms([], 0)
+            if not ready:
+                due = await self.store.due(phase, now=now, limit=self.due_per_tick)
+                stats.items_read += due.items_read
+                ITEMS_READ.inc(due.items_read)
+            # read ahead: the due query runs on the next tick, for what it missed
+            stats.more = stats.more or due.more or bool(ready)
+            rooms = ready or due.rooms
+            if not rooms:
                 continue
             changes = []
-            for room in due.rooms:
+            for room in rooms:
                 try:
                     after = transition(room, now=now)
                 except ValueError as exc:  # a stale index entry; never block the rest
@@ -109,8 +128,55 @@ class Activator:
         self.ticks += 1
         self.last = stats
         self.last_ok = time.monotonic()
-        stats.more = more
         return stats
+
+    async def read_ahead(self) -> int:
+        """Rooms due within the lookahead, into memory (every third of it)."""
+        now = self.clock()
+        if now + self.lookahead_seconds * 2 / 3 < self._read_ahead_until:
+            return 0
+        until = now + self.lookahead_seconds
+        found = 0
+        for _, phase, _, _ in ORDER:
+            soon = await self.store.upcoming(
+                phase, after=now, until=until, limit=self.due_per_tick * 10
+            )
+            self._soon[phase].update((r.room_id, r) for r in soon.rooms)
+            found += len(soon.rooms)
+        self._read_ahead_until = until
+        return found
+
+    def seconds_to_next(self) -> float:
+        """Until the next transition read ahead is due, at most one tick."""
+        now = self.clock()
+        dues = [r.due_at for rooms in self._soon.values() for r in rooms.values()]
+        return max(0.0, min([self.tick_seconds, *(d - now for d in dues)]))
+
+    async def lead(self) -> bool:
+        """Hold the activation lease (taken or renewed in its last two thirds):
+        one replica claims while the others stand by, so that they do not read
+        and race for the same rooms. Claims stay conditional, so two leaders
+        for a moment (a lease that lapsed under a slow leader) are still safe."""
+        now = self.clock()
+        if self._lead_until - now > self.lease_seconds * 2 / 3:
+            return True
+        leading = await self.store.lead(self.owner, now=now, seconds=self.lease_seconds)
+        self._lead_until = now + self.lease_seconds if leading else 0.0
+        if leading != self.leading:
+            log.info("activation.leadership", owner=self.owner, leading=leading)
+        self.leading = leading
+        self.last_ok = time.monotonic()
+        return leading
+
+    async def step(self) -> bool | float:
+        """One round of the loop: lead, read ahead, claim what is due. Returns
+        True to go again at once, else the seconds until the next round."""
+        if not await self.lead():
+            return self.lease_seconds / 3
+        await self.read_ahead()
+        if (await self.tick()).more:
+            return True
+        return self.seconds_to_next()
 
     async def _claim_all(
         self, name: str, changes: Sequence[Change], now: float, stats: TickStats
@@ -169,11 +235,7 @@ class Activator:
         return ok, {"last_tick_s_ago": round(age, 2), "ticks": self.ticks}
 
     async def run(self) -> None:
-        """Tick forever (a `Component.loops` entry); a failed tick is logged and
-        retried on the next one; with more due than one query read, at once."""
-        log.info("activation.started", tick_s=self.tick_seconds)
-
-        async def tick() -> bool:
-            return (await self.tick()).more
-
-        await every(self.tick_seconds, tick, name="activation.tick")
+        """Round after round (a `Component.loops` entry); a failed round is
+        logged and retried a tick later."""
+        log.info("activation.started", tick_s=self.tick_seconds, owner=self.owner)
+        await every(self.tick_seconds, self.step, name="activation.tick")

@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass
 
 from shared.aws import AwsClients
-from shared.bus import EventBus
+from shared.bus import EventBus, instance_id
 from shared.clock import Clock
 from shared.dynamo import ensure_tables
 from shared.outbox import OUTBOX_TABLE, Outbox
@@ -15,13 +15,13 @@ from shared.service import ServiceDefinition
 from shared.store import Store
 
 from .activation import Activator
-from .adapters.dynamo import ROOMS_TABLE, TITLES_TABLE, DynamoSchedule
+from .adapters.dynamo import LEASES_TABLE, ROOMS_TABLE, TITLES_TABLE, DynamoSchedule
 from .api import SERVICE, router
 from .domain import Rules
 from .schedule import Schedule
 from .settings import SchedulerSettings
 
-TABLES = (ROOMS_TABLE, TITLES_TABLE, OUTBOX_TABLE)
+TABLES = (ROOMS_TABLE, TITLES_TABLE, LEASES_TABLE, OUTBOX_TABLE)
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,7 @@ async def build(
         Store(aws.dynamodb, outbox=outbox),
         rooms_table=tables["rooms"],
         titles_table=tables["titles"],
+        leases_table=tables["leases"],
         retention_seconds=settings.scheduler_retention_seconds,
     )
     rules = Rules(
@@ -62,6 +63,9 @@ async def build(
         due_per_tick=settings.scheduler_due_per_tick,
         rooms_per_transaction=settings.scheduler_rooms_per_transaction,
         concurrent_transactions=settings.scheduler_concurrent_transactions,
+        owner=instance_id(settings),
+        lease_seconds=settings.scheduler_lease_seconds,
+        lookahead_seconds=settings.scheduler_lookahead_seconds,
     )
     state = Scheduler(
         schedule=Schedule(store, clock=clock, rules=rules, page_size=settings.scheduler_page_size),

@@ -61,6 +61,16 @@ class ScheduleStore(Protocol):
         keyed query (never a scan), oldest first."""
         ...
 
+    async def upcoming(self, phase: Phase, *, after: float, until: float, limit: int) -> DueRooms:
+        """Rooms in `phase` whose next transition falls in the seconds after
+        `after`, up to `until`, by a keyed query, soonest first."""
+        ...
+
+    async def lead(self, owner: str, *, now: float, seconds: float) -> bool:
+        """Take or renew the activation lease for `seconds`: False while another
+        owner holds a live one."""
+        ...
+
 
 @dataclass
 class TickStats:

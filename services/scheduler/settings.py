@@ -44,12 +44,26 @@ class SchedulerSettings(BelfrySettings):
     scheduler_rooms_per_transaction: int = Field(
         40,
         ge=1,
-        le=50,
-        description="Transitions claimed in one TransactWriteItems (two items each: the "
-        "room's conditional update and its outbox row).",
+        le=99,
+        description="Transitions claimed in one TransactWriteItems (the rooms' conditional "
+        "updates and one outbox row with their events).",
     )
     scheduler_concurrent_transactions: int = Field(
         4, ge=1, le=32, description="Transactions one tick runs at once."
+    )
+    scheduler_lease_seconds: float = Field(
+        5.0,
+        ge=1,
+        le=120,
+        description="The activation lease: one replica runs the activation loop, renewing "
+        "this lease; if it stops, another takes over within this long.",
+    )
+    scheduler_lookahead_seconds: float = Field(
+        10.0,
+        ge=0,
+        le=300,
+        description="Transitions due within this long are read ahead, so that at their "
+        "second only the claims remain (a 09:00 start of many rooms).",
     )
     scheduler_outbox_relay_seconds: float = Field(
         1.0, gt=0, description="Interval of the outbox relay sweep."

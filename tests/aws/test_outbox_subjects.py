@@ -77,9 +77,46 @@ async def test_rooms_publish_independently_and_failures_stay_in_order(
     assert sent == 60
     assert set(bus.published) == {f"RoomEnded:r{i}" for i in range(60)}
     left = await outbox.pending(older_than_seconds=0)
-    assert {r.envelope.event_id for r in left} == {cancel.event_id, ended.event_id}
+    assert {r.envelopes[0].event_id for r in left} == {cancel.event_id, ended.event_id}
 
     bus.refuse.clear()
     assert await outbox.flush() == 2
     assert set(bus.published[-2:]) == {"RoomCancelled:r7", "RoomEnded:r7"}
     assert await outbox.pending(older_than_seconds=0) == []
+
+
+async def test_one_row_holds_a_commits_events_and_stays_until_all_are_published(
+    aws, outbox_table: str
+) -> None:
+    bus = FlakyBus(refuse={"RoomCancelled:r2"})
+    outbox = Outbox(aws.dynamodb, outbox_table, bus)
+    first = Envelope.new(RoomEnded(room_id="r1", ended_at=1), producer="scheduler")
+    refused = Envelope.new(RoomCancelled(room_id="r2", cancelled_by="ada"), producer="scheduler")
+    row = outbox.row(first, refused)
+    await transact(aws.dynamodb, [row.item(outbox_table)])  # one item for both
+
+    assert await outbox.dispatch([row]) == 1
+    [left] = await outbox.pending(older_than_seconds=0)
+    assert [e.event_id for e in left.envelopes] == [first.event_id, refused.event_id]
+
+    bus.refuse.clear()
+    assert await outbox.flush() == 2  # at least once: r1's event goes again
+    assert bus.published[-2:] == ["RoomEnded:r1", "RoomCancelled:r2"]
+    assert await outbox.pending(older_than_seconds=0) == []
+
+
+async def test_a_row_of_one_event_as_an_older_writer_left_it_is_still_relayed(
+    aws, outbox_table: str
+) -> None:
+    bus = FlakyBus(refuse=set())
+    outbox = Outbox(aws.dynamodb, outbox_table, bus)
+    old = Envelope.new(RoomEnded(room_id="r9", ended_at=9), producer="scheduler")
+    item = {
+        "shard": {"S": "0"},
+        "id": {"S": f"0000000000001#{old.event_id}"},
+        "envelope": {"S": old.encode().decode()},
+        "event_type": {"S": old.type},
+    }
+    await aws.dynamodb.put_item(TableName=outbox_table, Item=item)
+    assert await outbox.flush() == 1
+    assert bus.published == ["RoomEnded:r9"]

@@ -199,7 +199,7 @@ class FakeChatStore:
         if once is not None:
             self.inbox.add(once)
         self.log.append("written")
-        return [OutboxRow("0", f"fake#{e.event_id}", e) for e in events]
+        return [OutboxRow("0", f"fake#{e.event_id}", (e,)) for e in events]
 
     def _holds(self, item: TransactItem) -> bool:
         op = item["op"]
@@ -255,7 +255,7 @@ class FakeTransactions(Store):
         return await self.tables.transact(list(items), list(events), once, token)
 
     async def publish(self, rows: Sequence[OutboxRow]) -> None:
-        self.tables.published.extend(row.envelope for row in rows)
+        self.tables.published.extend(e for row in rows for e in row.envelopes)
 
 
 class FakeWork(UnitOfWork):

@@ -167,6 +167,8 @@ class FakeStore:
         self.published: list[str] = []
         self.rival: set[str] = set()
         self.items_read = 0
+        self.due_queries = 0
+        self.lease: tuple[str, float] | None = None  # owner, until
 
     async def get(self, room_id: str, *, now: float) -> Room | None:
         return self.rooms.get(room_id)
@@ -195,7 +197,25 @@ class FakeStore:
             key=lambda r: r.due_at,
         )
         self.items_read += len(due[:limit])
+        self.due_queries += 1
         return DueRooms(due[:limit], len(due[:limit]), more=len(due) > limit)
+
+    async def upcoming(self, phase: Phase, *, after: float, until: float, limit: int) -> DueRooms:
+        soon = sorted(
+            (
+                r
+                for r in self.rooms.values()
+                if r.phase is phase and int(after) < r.due_at <= int(until)
+            ),
+            key=lambda r: r.due_at,
+        )[:limit]
+        return DueRooms(soon, len(soon))
+
+    async def lead(self, owner: str, *, now: float, seconds: float) -> bool:
+        if self.lease is not None and self.lease[0] != owner and self.lease[1] >= now:
+            return False
+        self.lease = (owner, now + seconds)
+        return True
 
 
 def room(i: int, start: int, minutes: int = 1) -> Room:
@@ -270,8 +290,64 @@ async def test_a_transaction_that_lost_a_race_is_a_lost_claim(at, error) -> None
         cast(Store, ConflictingStore(at)),
         rooms_table="rooms",
         titles_table="titles",
+        leases_table="leases",
         retention_seconds=60,
     )
     new = room(1, NOW + 60)
     with pytest.raises(error):  # item 0: the room, item 1: its title claim
         await schedule.save([Change(None, new, [scheduled_event(new)])], now=NOW)
+
+
+async def test_one_replica_leads_and_another_takes_over_when_its_lease_lapses() -> None:
+    now = [float(NOW)]
+    store = FakeStore([room(1, NOW + 100)])
+    first = Activator(store, clock=lambda: now[0], owner="a", lease_seconds=5)
+    second = Activator(store, clock=lambda: now[0], owner="b", lease_seconds=5)
+    assert await first.step() is not True
+    assert first.leading
+    standby = await second.step()
+    assert not second.leading
+    assert standby == pytest.approx(5 / 3)  # the standby looks again in a third of the lease
+    now[0] += 4  # the leader renews within its lease
+    await first.step()
+    now[0] += 6  # and then stops: its lease lapses
+    await second.step()
+    assert second.leading
+    now[0] = NOW + 100
+    await second.step()
+    assert store.published == ["RoomActivated:r1"]
+
+
+async def test_rooms_due_soon_are_read_ahead_and_claimed_at_their_second() -> None:
+    now = [float(NOW)]
+    store = FakeStore([room(i, NOW + 3) for i in range(5)] + [room(9, NOW + 60)])
+    loop = Activator(store, clock=lambda: now[0], lookahead_seconds=10, tick_seconds=0.25)
+    await loop.step()
+    assert sorted(r.room_id for r in loop._soon[Phase.SCHEDULED].values()) == [
+        f"r{i}" for i in range(5)
+    ]
+    assert loop.seconds_to_next() == 0.25  # more than a tick away
+    now[0] = NOW + 2.9
+    assert loop.seconds_to_next() == pytest.approx(0.1)  # wakes at the second itself
+    queries = store.due_queries
+    now[0] = NOW + 3
+    assert await loop.step() is True  # claimed without querying their phase; leftovers next
+    assert store.due_queries == queries + 1  # only the other phase (ends) was queried
+    assert sorted(store.published) == [f"RoomActivated:r{i}" for i in range(5)]
+    await loop.step()
+    assert store.due_queries == queries + 3  # the leftovers' query, per phase
+
+
+async def test_a_room_changed_after_it_was_read_ahead_is_claimed_as_it_is_now() -> None:
+    now = [float(NOW)]
+    store = FakeStore([room(1, NOW + 3)])
+    loop = Activator(store, clock=lambda: now[0], lookahead_seconds=10)
+    await loop.step()
+    changed = replace(store.rooms["r1"], topic="new", revision=2)
+    store.rooms["r1"] = changed  # a PATCH after the read-ahead
+    now[0] = NOW + 3
+    while (await loop.tick()).more:
+        pass
+    assert store.published == ["RoomActivated:r1"]
+    assert store.rooms["r1"].phase is Phase.ACTIVE
+    assert store.rooms["r1"].topic == "new"

@@ -224,18 +224,10 @@ class DynamoRooms:
 
 
 def _chunks(writes: Sequence[AttendeeWrite]) -> list[list[AttendeeWrite]]:
-    """Writes grouped into transactions of at most 100 items: a row and its
-    outbox rows each, and the room's count once."""
-    chunks: list[list[AttendeeWrite]] = []
-    size = MAX_TRANSACT_ITEMS
-    for write in writes:
-        cost = 1 + len(write.events)
-        if size + cost > MAX_TRANSACT_ITEMS:
-            chunks.append([])
-            size = 1  # the room's attendee count
-        chunks[-1].append(write)
-        size += cost
-    return chunks
+    """Writes grouped into transactions of at most 100 items: a row each, and
+    the room's count and the outbox row (every event of the transaction) once."""
+    per_transaction = MAX_TRANSACT_ITEMS - 2
+    return [list(writes[i : i + per_transaction]) for i in range(0, len(writes), per_transaction)]
 
 
 async def _busy(write: Callable[[], Awaitable[T]]) -> T:

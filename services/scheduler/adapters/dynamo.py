@@ -13,6 +13,8 @@ Tables (`<prefix>-scheduler-<suffix>`, see deploy/README.md):
   written in the same transaction as the room, conditional on the title being
   free (absent, its room over: `expires_at <= now`, or ours). The claim's
   `expires_at` is the room's end, so it frees itself.
+- `leases`: the activation lease (`name` = "activation", `owner`, `until`):
+  the replica that holds it runs the activation loop, the others stand by.
 - `outbox` (shared.outbox): the events, written in the same transaction.
 """
 
@@ -28,6 +30,7 @@ from shared.dynamo import (
     TableSpec,
     TransactionConflict,
     TransactItem,
+    conditional,
     from_item,
     to_item,
 )
@@ -47,6 +50,8 @@ ROOMS_TABLE = TableSpec(
     ttl_attribute="expires_at",
 )
 TITLES_TABLE = TableSpec("titles", hash_key="title_key", ttl_attribute="expires_at")
+LEASES_TABLE = TableSpec("leases", hash_key="name")
+ACTIVATION_LEASE = "activation"
 
 BY_PHASE = "by_phase"
 PAGE_KEY = ("room_id", "phase", "due_key")  # the by_phase index's LastEvaluatedKey
@@ -127,12 +132,14 @@ class DynamoSchedule:
         *,
         rooms_table: str,
         titles_table: str,
+        leases_table: str,
         retention_seconds: int,
     ) -> None:
         self._client = client
         self._store = store
         self.rooms_table = rooms_table
         self.titles_table = titles_table
+        self.leases_table = leases_table
         self._retention = retention_seconds
 
     async def get(self, room_id: str, *, now: float) -> Room | None:
@@ -268,6 +275,43 @@ class DynamoSchedule:
             rooms=rooms,
             items_read=int(response.get("ScannedCount", len(rooms))),
             more="LastEvaluatedKey" in response,
+        )
+
+    async def upcoming(self, phase: Phase, *, after: float, until: float, limit: int) -> DueRooms:
+        response = await self._client.query(
+            TableName=self.rooms_table,
+            IndexName=BY_PHASE,
+            KeyConditionExpression="#phase = :phase AND due_key BETWEEN :low AND :high",
+            ExpressionAttributeNames={"#phase": "phase"},
+            ExpressionAttributeValues={
+                ":phase": {"S": phase.value},
+                ":low": {"S": f"{int(after) + 1:010d}"},
+                ":high": {"S": f"{int(until):010d}#~"},  # every room of that second
+            },
+            Limit=limit,
+        )
+        rooms = [room_from_item(item) for item in response.get("Items", [])]
+        return DueRooms(
+            rooms=rooms,
+            items_read=int(response.get("ScannedCount", len(rooms))),
+            more="LastEvaluatedKey" in response,
+        )
+
+    async def lead(self, owner: str, *, now: float, seconds: float) -> bool:
+        return await conditional(
+            self._client.update_item(
+                TableName=self.leases_table,
+                Key={"name": {"S": ACTIVATION_LEASE}},
+                UpdateExpression="SET #owner = :owner, #until = :until",
+                ConditionExpression="attribute_not_exists(#owner) OR #owner = :owner"
+                " OR #until < :now",
+                ExpressionAttributeNames={"#owner": "owner", "#until": "until"},
+                ExpressionAttributeValues={
+                    ":owner": {"S": owner},
+                    ":until": {"N": f"{now + seconds:.3f}"},
+                    ":now": {"N": f"{now:.3f}"},
+                },
+            )
         )
 
     async def page(self, phase: Phase, *, limit: int, cursor: str | None, now: float) -> Page:
