@@ -180,15 +180,15 @@ class ChimeBudget:
         )
         if slots is not None:
             return dict(zip(asks, slots, strict=True))
-        # Not all of them in time: the slots that are free go to the asks in
-        # order of their deadlines, as long as each is in time; the rest are
-        # refused at once (one reservation, one read, whatever their number).
+        # Not all of them in time: the free slots go to the asks in order of
+        # their deadlines, each ask that its slot would miss is skipped; those
+        # are refused at once (one read, one reservation, whatever their number).
         first = await self._schedule.earliest(api, now=now, rate=rate)
-        by_deadline = sorted(asks, key=lambda a: a.latest)
-        fits = 0
-        while fits < len(by_deadline) and first + fits * rate.interval <= by_deadline[fits].latest:
-            fits += 1
-        taken = by_deadline[:fits]
+        taken: list[_Ask] = []
+        for ask in sorted(asks, key=lambda a: a.latest):
+            if first + len(taken) * rate.interval <= ask.latest:
+                taken.append(ask)
+        fits = len(taken)
         slots = None
         if taken:
             slots = await self._schedule.reserve(
