@@ -162,21 +162,6 @@ async def _line(stream: asyncio.StreamReader, wanted: Callable[[str], bool], tim
     raise RuntimeError("the consumer stopped without answering")
 
 
-def _service_env(settings: SchedulerSettings, port: int, instance: str) -> dict[str, str]:
-    return {
-        "AMQP_URL": settings.amqp_url,
-        "BELFRY_EXCHANGE": settings.exchange,
-        "BELFRY_DEAD_LETTER_EXCHANGE": settings.dead_letter_exchange,
-        "BELFRY_QUEUE_PREFIX": settings.queue_prefix,
-        "BELFRY_RETRY_DELAYS_SECONDS": "[0.5]",
-        "BELFRY_TABLE_PREFIX": settings.table_prefix,
-        "BELFRY_AWS_ENDPOINT_URL": str(settings.aws_endpoint_url),
-        "BELFRY_PORT": str(port),
-        "BELFRY_INSTANCE_ID": instance,
-        "BELFRY_LOG_LEVEL": "WARNING",
-    }
-
-
 async def activation_lag(
     report: Report, amqp_url: str, moto_url: str, burst: int, replicas: int
 ) -> None:
@@ -200,7 +185,7 @@ async def activation_lag(
         with contextlib.ExitStack() as stack:
             for n in range(replicas):
                 port = free_port()
-                env = _service_env(settings, port, f"bench-scheduler-{n}")
+                env = settings.environment(port=port, instance_id=f"bench-scheduler-{n}")
                 ready = f"http://127.0.0.1:{port}/readyz"
                 stack.enter_context(running(["services.scheduler"], ready, env))
             await _line(consumer.stdout, lambda text: text == "ready", 60)

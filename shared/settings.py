@@ -6,7 +6,8 @@ service, read once in `__main__`, passed down explicitly (no globals).
 
 from __future__ import annotations
 
-from typing import Literal
+import json
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -124,6 +125,26 @@ class BelfrySettings(BaseSettings):
         validation_alias=AliasChoices("BELFRY_PORT", "PORT", "port"),
         description="HTTP port.",
     )
+
+    def environment(self, **changes: Any) -> dict[str, str]:
+        """These settings (with `changes`) as the `BELFRY_*` variables that give
+        another process of the same service exactly them: a replica, a bench
+        worker. Unset optional fields are left out; secrets are spelled out."""
+        values = self.model_validate({**self.model_dump(), **changes})
+        dumped = values.model_dump(mode="json")
+        env = {}
+        for name in type(self).model_fields:
+            value = getattr(values, name)
+            if value is None:
+                continue
+            if isinstance(value, SecretStr):
+                text = value.get_secret_value()
+            elif isinstance(dumped[name], str):
+                text = dumped[name]
+            else:
+                text = json.dumps(dumped[name])
+            env[f"BELFRY_{name.upper()}"] = text
+        return env
 
 
 def settings_reference(classes: dict[str, type[BelfrySettings]]) -> str:

@@ -53,23 +53,8 @@ class Replicas:
 
 def _env(settings: RoomsSettings, port: int, instance: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in _INHERITED_OUT}
-    env.update(
-        {
-            "AMQP_URL": settings.amqp_url,
-            "BELFRY_EXCHANGE": settings.exchange,
-            "BELFRY_DEAD_LETTER_EXCHANGE": settings.dead_letter_exchange,
-            "BELFRY_QUEUE_PREFIX": settings.queue_prefix,
-            "BELFRY_RETRY_DELAYS_SECONDS": "[0.5]",
-            "BELFRY_TABLE_PREFIX": settings.table_prefix,
-            "BELFRY_AWS_ENDPOINT_URL": str(settings.aws_endpoint_url),
-            "BELFRY_CHIME_ENDPOINT_URL": str(settings.chime_endpoint_url),
-            "BELFRY_PORT": str(port),
-            "BELFRY_INSTANCE_ID": instance,
-            "BELFRY_LOG_LEVEL": "WARNING",
-            "BELFRY_LOG_FORMAT": "json",
-            "PYTHONUNBUFFERED": "1",
-        }
-    )
+    env.update(settings.environment(port=port, instance_id=instance, log_level="WARNING"))
+    env["PYTHONUNBUFFERED"] = "1"
     return env
 
 
@@ -78,7 +63,11 @@ def replicas(
     amqp_url: str, moto_url: str, chime_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Replicas]:
     settings = RoomsSettings(
-        **isolated(), amqp_url=amqp_url, aws_endpoint_url=moto_url, chime_endpoint_url=chime_url
+        **isolated(),
+        amqp_url=amqp_url,
+        aws_endpoint_url=moto_url,
+        chime_endpoint_url=chime_url,
+        retry_delays_seconds=(0.5,),
     )
     ports = [free_port(), free_port()]
     logs = [tmp_path_factory.mktemp("rush") / f"rooms-{n}.log" for n in range(2)]

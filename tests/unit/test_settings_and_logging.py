@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 
 import pytest
 
@@ -29,6 +30,33 @@ def test_settings_refuse_values_out_of_range(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("BELFRY_PREFETCH", "0")
     with pytest.raises(ValueError, match="prefetch"):
         BelfrySettings()
+
+
+def test_a_process_given_the_environment_of_settings_reads_them_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from services.rooms.settings import RoomsSettings
+
+    settings = RoomsSettings(
+        amqp_url="amqp://u:p@rabbit/",
+        auth_local_secret="s3cret",
+        chime_rate_operations={"SendChannelMessage": (20, 40)},
+    )
+    env = settings.environment(port=9001, retry_delays_seconds=[0.5], rooms_join_batch_max=7)
+    assert env["BELFRY_AUTH_LOCAL_SECRET"] == "s3cret"
+    assert "BELFRY_AWS_ENDPOINT_URL" not in env  # unset stays unset
+    for name in list(os.environ):
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    expected = settings.model_dump() | {
+        "port": 9001,
+        "retry_delays_seconds": (0.5,),
+        "rooms_join_batch_max": 7,
+    }
+    read = RoomsSettings().model_dump()
+    assert {k: str(v) for k, v in read.items()} == {k: str(v) for k, v in expected.items()}
+    assert RoomsSettings().auth_local_secret.get_secret_value() == "s3cret"
 
 
 def test_logs_are_json_key_values_with_the_bound_ids(capsys: pytest.CaptureFixture[str]) -> None:
