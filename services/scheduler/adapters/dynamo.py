@@ -42,6 +42,7 @@ from ..ports import Change, DueRooms, Page, StaleRooms
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
+    from types_aiobotocore_dynamodb.type_defs import QueryOutputTypeDef
 
 ROOMS_TABLE = TableSpec(
     "rooms",
@@ -270,12 +271,7 @@ class DynamoSchedule:
             ExpressionAttributeValues={":phase": {"S": phase.value}, ":upper": {"S": upper}},
             Limit=limit,
         )
-        rooms = [room_from_item(item) for item in response.get("Items", [])]
-        return DueRooms(
-            rooms=rooms,
-            items_read=int(response.get("ScannedCount", len(rooms))),
-            more="LastEvaluatedKey" in response,
-        )
+        return _due_rooms(response)
 
     async def upcoming(self, phase: Phase, *, after: float, until: float, limit: int) -> DueRooms:
         response = await self._client.query(
@@ -290,12 +286,7 @@ class DynamoSchedule:
             },
             Limit=limit,
         )
-        rooms = [room_from_item(item) for item in response.get("Items", [])]
-        return DueRooms(
-            rooms=rooms,
-            items_read=int(response.get("ScannedCount", len(rooms))),
-            more="LastEvaluatedKey" in response,
-        )
+        return _due_rooms(response)
 
     async def lead(self, owner: str, *, now: float, seconds: float) -> bool:
         return await conditional(
@@ -334,3 +325,13 @@ class DynamoSchedule:
             Limit=limit,
         )
         return Page(rooms=[room_from_item(item) for item in items], cursor=next_cursor)
+
+
+def _due_rooms(response: QueryOutputTypeDef) -> DueRooms:
+    """One page of a query on the phase index, with what reading it cost."""
+    rooms = [room_from_item(item) for item in response.get("Items", [])]
+    return DueRooms(
+        rooms=rooms,
+        items_read=int(response.get("ScannedCount", len(rooms))),
+        more="LastEvaluatedKey" in response,
+    )
