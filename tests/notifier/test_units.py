@@ -428,3 +428,42 @@ async def test_a_cursor_too_far_behind_is_refused_4410() -> None:
     assert not await session.start("5")
     assert socket.closed is not None
     assert socket.closed[0] == 4410
+
+
+class GatedTable:
+    """A DynamoDB client whose Query reads the rows of the moment it is asked,
+    and whose PutItem lands only after a Query has read."""
+
+    def __init__(self) -> None:
+        self.rows: set[tuple[str, str]] = set()
+        self.queried = asyncio.Event()
+        self.queries = 0
+
+    async def query(self, **kwargs: Any) -> dict[str, Any]:
+        self.queries += 1
+        channel = kwargs["ExpressionAttributeValues"][":c"]["S"]
+        seen = [{"user_id": {"S": u}} for c, u in self.rows if c == channel]
+        self.queried.set()
+        await asyncio.sleep(0)
+        return {"Items": seen}
+
+    async def put_item(self, **kwargs: Any) -> dict[str, Any]:
+        await self.queried.wait()
+        item = kwargs["Item"]
+        self.rows.add((item["channel_id"]["S"], item["user_id"]["S"]))
+        return {}
+
+
+async def test_a_join_being_written_is_in_a_member_list_read_before_it_landed() -> None:
+    from services.notifier.adapters.members import DynamoMembers
+
+    table = GatedTable()
+    table.rows.add(("ch-1", "c1"))
+    members = DynamoMembers(table, "members", cache_seconds=60)  # type: ignore[arg-type]
+    join = asyncio.ensure_future(members.add("ch-1", "m1", "assigned"))
+    listing = asyncio.ensure_future(members.members("ch-1"))  # reads before the put lands
+    assert await listing == {"c1", "m1"}
+    await join
+    assert ("ch-1", "m1") in table.rows
+    assert await members.members("ch-1") == {"c1", "m1"}  # and so does the cached set
+    assert table.queries == 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -21,9 +21,14 @@ class DynamoMembers:
 
     Every message needs its channel's members, so a replica keeps each
     channel's set for `cache_seconds` (one Query per channel and period, not
-    one per message) and adds the joins it records itself at once; a join
-    recorded by a peer replica shows here within `cache_seconds`.
+    one per message) and adds the joins it records itself at once, also to a
+    set read from the table before their write landed (events of one queue
+    are handled concurrently, so a message may be read in while the join
+    before it is still being written); a join recorded by a peer replica shows
+    here within `cache_seconds`.
     """
+
+    RECENT_SECONDS = 30.0  # far longer than one write takes to land
 
     def __init__(
         self,
@@ -39,6 +44,8 @@ class DynamoMembers:
         self._clock = clock
         self._cache: OrderedDict[str, tuple[float, set[str]]] = OrderedDict()
         self._loading: dict[str, asyncio.Future[set[str]]] = {}
+        self._recent: dict[str, dict[str, float]] = {}  # joins recorded here, when
+        self._recent_order: deque[tuple[float, str, str]] = deque()
 
     async def members(self, channel_id: str) -> set[str]:
         cached = self._cache.get(channel_id)
@@ -54,6 +61,7 @@ class DynamoMembers:
     async def _load(self, channel_id: str) -> set[str]:
         expires = self._clock() + self._ttl
         found = await self._query(channel_id)
+        found |= self._recent.get(channel_id, {}).keys()
         self._cache[channel_id] = (expires, found)
         self._cache.move_to_end(channel_id)
         while len(self._cache) > 10_000:
@@ -61,12 +69,19 @@ class DynamoMembers:
         return found
 
     def _joined(self, channel_id: str, user_id: str) -> None:
+        now = self._clock()
+        while self._recent_order and self._recent_order[0][0] < now - self.RECENT_SECONDS:
+            at, channel, user = self._recent_order.popleft()
+            users = self._recent.get(channel, {})
+            if users.get(user) == at:
+                del users[user]
+                if not users:
+                    del self._recent[channel]
+        self._recent.setdefault(channel_id, {})[user_id] = now
+        self._recent_order.append((now, channel_id, user_id))
         cached = self._cache.get(channel_id)
         if cached is not None:
             cached[1].add(user_id)
-        loading = self._loading.get(channel_id)
-        if loading is not None:  # it may have read the table before this join
-            loading.add_done_callback(lambda _: self._joined(channel_id, user_id))
 
     async def _query(self, channel_id: str) -> set[str]:
         items = await query_all(
