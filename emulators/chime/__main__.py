@@ -24,6 +24,12 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="host:port that GetMessagingSessionEndpoint answers (default: the request's Host)",
     )
+    parser.add_argument(
+        "--events-endpoint",
+        default=None,
+        help="EventBridge endpoint URL for meeting lifecycle events (default: not published)",
+    )
+    parser.add_argument("--event-bus-name", default=defaults.event_bus_name)
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)
     config = EmulatorConfig()
@@ -34,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
                 "meeting_max_seconds": args.meeting_max_seconds,
                 "account_id": args.account_id,
                 "messaging_endpoint": args.messaging_endpoint,
+                "events_endpoint": args.events_endpoint,
+                "event_bus_name": args.event_bus_name,
             }
         )
     except ValueError as exc:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from urllib.parse import parse_qs
 
 from starlette.applications import Starlette
@@ -42,12 +44,20 @@ def create_app(emulator: Emulator | None = None) -> Starlette:
         emulator.counters.record("calls", "Connect")
         await serve_session(websocket, emulator.hub, lambda arn: arn in emulator.identity.users)
 
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # Only the clean-up: background tasks start from requests, because the
+        # platform embeds the emulator with lifespan="off".
+        yield
+        await emulator.aclose()
+
     app = Starlette(
+        lifespan=lifespan,
         routes=[
             Mount("/_emulator", routes=control_routes(emulator)),
             WebSocketRoute("/connect", connect),
             Route("/{path:path}", chime_api, methods=_METHODS),
-        ]
+        ],
     )
     app.state.emulator = emulator
     return app

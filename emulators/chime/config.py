@@ -9,7 +9,7 @@ from typing import Any
 
 @dataclass
 class EmulatorConfig:
-    # Chime ends a meeting 5 minutes after its last attendee is gone...
+    # Chime ends a meeting 5 minutes after its last connected attendee left...
     meeting_idle_seconds: float = 300.0
     # ...and 24 hours after it started, whatever happens.
     meeting_max_seconds: float = 86_400.0
@@ -18,6 +18,9 @@ class EmulatorConfig:
     account_id: str = "123456789012"
     # What GetMessagingSessionEndpoint answers; None: the host the request came to.
     messaging_endpoint: str | None = None
+    # Where meeting lifecycle events go (an EventBridge endpoint URL); None: nowhere.
+    events_endpoint: str | None = None
+    event_bus_name: str = "default"
 
     def as_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -49,6 +52,14 @@ def _check(name: str, value: Any) -> Any:
         if not isinstance(value, str) or not value.isdigit() or len(value) != 12:
             raise ValueError("account_id must be 12 digits")
         return value
+    if name == "event_bus_name":
+        if not isinstance(value, str) or not value:
+            raise ValueError("event_bus_name must be a non-empty string (a bus name or ARN)")
+        return value
+    if name == "events_endpoint" and isinstance(value, str):
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("events_endpoint must be an http:// or https:// URL, or null")
+        return value.rstrip("/")
     if value is not None and not isinstance(value, str):
         raise ValueError(f"{name} must be a string or null")
     return value

@@ -8,8 +8,9 @@ async with EmulatorControl("http://127.0.0.1:9911") as control:
 
 from __future__ import annotations
 
+import enum
 from types import TracebackType
-from typing import Any, Self, TypedDict, cast
+from typing import Any, Literal, Self, TypedDict, cast
 from urllib.parse import quote
 
 import httpx
@@ -27,10 +28,35 @@ class LiveMeeting(TypedDict):
     MeetingId: str
     ExternalMeetingId: str
     MediaRegion: str
-    attendee_count: int
+    attendee_count: int  # attendee records
+    connected_count: int  # attendees whose client is connected
     created_at: float
     ended_at: float | None
     end_reason: str | None
+
+
+class AttendeeState(TypedDict):
+    MeetingId: str
+    AttendeeId: str
+    ExternalUserId: str
+    connected: bool
+
+
+class EventStats(TypedDict):
+    published: int
+    pending: int
+    dropped: int
+    failed_attempts: int
+    # The last 200 events as EventBridge delivers them: {"version", "id",
+    # "detail-type", "source", "account", "time", "region", "resources", "detail"}.
+    recent: list[dict[str, Any]]
+
+
+class _Unset(enum.Enum):
+    UNSET = enum.auto()
+
+
+UNSET: Literal[_Unset.UNSET] = _Unset.UNSET
 
 
 class RateLimit(TypedDict):
@@ -115,14 +141,20 @@ class EmulatorControl:
         meeting_max_seconds: float | None = None,
         meeting_max_attendees: int | None = None,
         messaging_endpoint: str | None = None,
+        events_endpoint: str | Literal[_Unset.UNSET] | None = UNSET,
+        event_bus_name: str | None = None,
     ) -> dict[str, Any]:
+        """Change the given settings; `events_endpoint=None` turns publishing off."""
         changes = {
             "meeting_idle_seconds": meeting_idle_seconds,
             "meeting_max_seconds": meeting_max_seconds,
             "meeting_max_attendees": meeting_max_attendees,
             "messaging_endpoint": messaging_endpoint,
+            "event_bus_name": event_bus_name,
         }
-        body = {name: value for name, value in changes.items() if value is not None}
+        body: dict[str, Any] = {name: value for name, value in changes.items() if value is not None}
+        if events_endpoint is not UNSET:
+            body["events_endpoint"] = events_endpoint
         return cast(dict[str, Any], await self._call("PUT", "/config", body))
 
     async def end_meeting(self, meeting_id: str) -> LiveMeeting:
@@ -131,6 +163,26 @@ class EmulatorControl:
 
     async def live_meetings(self) -> list[LiveMeeting]:
         return cast(list[LiveMeeting], (await self._call("GET", "/meetings"))["meetings"])
+
+    async def _media(self, meeting_id: str, attendee_id: str, action: str) -> AttendeeState:
+        path = f"/meetings/{meeting_id}/attendees/{attendee_id}/{action}"
+        return cast(AttendeeState, await self._call("POST", path))
+
+    async def connect(self, meeting_id: str, attendee_id: str) -> AttendeeState:
+        """The attendee's client joins the meeting's media (chime:AttendeeJoined)."""
+        return await self._media(meeting_id, attendee_id, "connect")
+
+    async def disconnect(self, meeting_id: str, attendee_id: str) -> AttendeeState:
+        """The attendee's client leaves the meeting (chime:AttendeeLeft)."""
+        return await self._media(meeting_id, attendee_id, "disconnect")
+
+    async def drop(self, meeting_id: str, attendee_id: str) -> AttendeeState:
+        """The attendee's connection is lost (chime:AttendeeDropped)."""
+        return await self._media(meeting_id, attendee_id, "drop")
+
+    async def events(self) -> EventStats:
+        """Publishing counters and the most recent meeting lifecycle events."""
+        return cast(EventStats, await self._call("GET", "/events"))
 
     async def set_limits(
         self,

@@ -1,10 +1,12 @@
 """The control API under /_emulator/: what tests and operators use to steer the emulator.
 
 Errors are JSON in Belfry's shape: {"error": {"code": ..., "message": ...}}.
+Every call kicks the emulator's background tasks (sweep, event publisher).
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -59,6 +61,9 @@ def _parse_faults(body: Any) -> tuple[int | None, Fault | None, dict[str, Fault]
     )
 
 
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
 def control_routes(emulator: Emulator) -> list[BaseRoute]:  # noqa: PLR0915
     known_operations = {name for _, name in emulator.router.operations}
 
@@ -89,6 +94,7 @@ def control_routes(emulator: Emulator) -> list[BaseRoute]:  # noqa: PLR0915
                 emulator.clock.advance(float(seconds))
             except ValueError as exc:
                 return _error(400, "invalid_clock", str(exc))
+            emulator.sweep()  # what the move ended, ends now
         return JSONResponse({"now": emulator.clock.now()})
 
     async def config(request: Request) -> Response:
@@ -108,12 +114,46 @@ def control_routes(emulator: Emulator) -> list[BaseRoute]:  # noqa: PLR0915
 
     async def end_meeting(request: Request) -> Response:
         meeting_id = request.path_params["meeting_id"]
-        now = emulator.clock.now()
-        meeting = emulator.meetings.live.get(meeting_id)
+        now = emulator.now()
+        meeting = emulator.meetings.find_live(meeting_id, now)
         if meeting is None:
             return _error(404, "meeting_not_found", f"no live meeting {meeting_id}")
         emulator.meetings.end(meeting, now, "ended_by_control_api")
         return JSONResponse(meeting.summary())
+
+    def media(action: str) -> Endpoint:
+        async def run(request: Request) -> Response:
+            return play_media(request, action)
+
+        return run
+
+    def play_media(request: Request, action: str) -> Response:
+        """What the Chime JS SDK does in a browser: connect, disconnect, drop."""
+        meeting_id = request.path_params["meeting_id"]
+        attendee_id = request.path_params["attendee_id"]
+        now = emulator.now()
+        meeting = emulator.meetings.find_live(meeting_id, now)
+        if meeting is None:
+            return _error(404, "meeting_not_found", f"no live meeting {meeting_id}")
+        attendee = meeting.attendees.get(attendee_id)
+        if attendee is None:
+            message = f"no attendee {attendee_id} in meeting {meeting_id}"
+            return _error(404, "attendee_not_found", message)
+        if action == "connect":
+            emulator.meetings.connect(meeting, attendee, now)
+        else:
+            emulator.meetings.disconnect(meeting, attendee, now, dropped=action == "drop")
+        return JSONResponse(
+            {
+                "MeetingId": meeting.meeting_id,
+                "AttendeeId": attendee.attendee_id,
+                "ExternalUserId": attendee.external_user_id,
+                "connected": attendee.connected,
+            }
+        )
+
+    async def events(request: Request) -> Response:
+        return JSONResponse(emulator.events.as_json())
 
     async def limits(request: Request) -> Response:
         if request.method == "PUT":
@@ -168,19 +208,34 @@ def control_routes(emulator: Emulator) -> list[BaseRoute]:  # noqa: PLR0915
     async def not_found(request: Request) -> Response:
         return _error(404, "not_found", f"no control endpoint {request.method} {request.url.path}")
 
-    return [
-        Route("/health", health, methods=["GET"]),
-        Route("/reset", reset, methods=["POST"]),
-        Route("/counters", counters, methods=["GET"]),
-        Route("/counters/reset", reset_counters, methods=["POST"]),
-        Route("/clock", clock, methods=["GET", "POST"]),
-        Route("/config", config, methods=["GET", "PUT"]),
-        Route("/meetings", meetings, methods=["GET"]),
-        Route("/meetings/{meeting_id}/end", end_meeting, methods=["POST"]),
-        Route("/limits", limits, methods=["GET", "PUT", "DELETE"]),
-        Route("/faults", faults, methods=["GET", "PUT", "DELETE"]),
-        Route("/channels", channels, methods=["GET"]),
-        Route("/channels/{channel_arn:path}", channel, methods=["GET"]),
-        Route("/sessions", sessions, methods=["GET"]),
-        Route("/{path:path}", not_found, methods=["GET", "POST", "PUT", "DELETE", "PATCH"]),
+    def kicking(endpoint: Endpoint) -> Endpoint:
+        async def run(request: Request) -> Response:
+            try:
+                return await endpoint(request)
+            finally:
+                emulator.kick()
+
+        return run
+
+    attendee_path = "/meetings/{meeting_id}/attendees/{attendee_id}"
+    routes: list[tuple[str, Endpoint, list[str]]] = [
+        ("/health", health, ["GET"]),
+        ("/reset", reset, ["POST"]),
+        ("/counters", counters, ["GET"]),
+        ("/counters/reset", reset_counters, ["POST"]),
+        ("/clock", clock, ["GET", "POST"]),
+        ("/config", config, ["GET", "PUT"]),
+        ("/meetings", meetings, ["GET"]),
+        ("/meetings/{meeting_id}/end", end_meeting, ["POST"]),
+        (f"{attendee_path}/connect", media("connect"), ["POST"]),
+        (f"{attendee_path}/disconnect", media("disconnect"), ["POST"]),
+        (f"{attendee_path}/drop", media("drop"), ["POST"]),
+        ("/events", events, ["GET"]),
+        ("/limits", limits, ["GET", "PUT", "DELETE"]),
+        ("/faults", faults, ["GET", "PUT", "DELETE"]),
+        ("/channels", channels, ["GET"]),
+        ("/channels/{channel_arn:path}", channel, ["GET"]),
+        ("/sessions", sessions, ["GET"]),
+        ("/{path:path}", not_found, ["GET", "POST", "PUT", "DELETE", "PATCH"]),
     ]
+    return [Route(path, kicking(endpoint), methods=methods) for path, endpoint, methods in routes]

@@ -2,7 +2,8 @@
 
 `Emulator.handle` turns one HTTP request into one HTTP response without
 awaiting anything, so on the event loop every operation's state change is
-atomic and concurrent requests need no lock.
+atomic and concurrent requests need no lock. After each request it kicks the
+background tasks (`lifecycle.py`): the sweep and the event publisher.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from emulators.chime.calls import Call, Handler
 from emulators.chime.clock import AdjustableClock, OffsetClock
 from emulators.chime.config import EmulatorConfig
 from emulators.chime.errors import IDENTITY, MEETINGS, MESSAGING, ChimeError, Kind, bad_request
+from emulators.chime.events import MeetingEvents
 from emulators.chime.identity import Identity
+from emulators.chime.lifecycle import Background
 from emulators.chime.limits import CallCounters, FaultInjector, RateLimiter
 from emulators.chime.meetings import Meetings
 from emulators.chime.messaging import Messaging
@@ -62,11 +65,13 @@ class Emulator:
         self.faults = FaultInjector()
         self.counters = CallCounters()
         self._build_state()
+        self.background = Background(self)
 
     def _build_state(self) -> None:
         self.config = dataclasses.replace(self._default_config)
         self.identity = Identity(self.config)
-        self.meetings = Meetings(self.config)
+        self.events = MeetingEvents(self.config)
+        self.meetings = Meetings(self.config, self.events)
         self.messaging = Messaging(self.identity, self.config)
         self.handlers: dict[tuple[str, str], Handler] = {}
         for service, handlers in (
@@ -78,7 +83,9 @@ class Emulator:
                 self.handlers[(service, name)] = handler
 
     def reset(self) -> None:
-        """Forget everything: state, config changes, counters, limits, faults, clock offset."""
+        """Forget everything: state, config changes, counters, limits, faults, clock offset,
+        events (queued ones are not sent); the background tasks stop."""
+        self.background.stop()
         self.clock.reset()
         self.limiter.clear()
         self.faults.clear()
@@ -86,7 +93,29 @@ class Emulator:
         self.hub.close_all()
         self._build_state()
 
+    async def aclose(self) -> None:
+        """Stop the background tasks and close the EventBridge clients."""
+        await self.background.aclose()
+
+    def now(self) -> float:
+        """The emulator's time, with Chime's millisecond precision."""
+        return round(self.clock.now(), 3)
+
+    def sweep(self) -> None:
+        """End every meeting whose idle time or lifetime has run out."""
+        self.meetings.expire(self.now())
+
+    def kick(self) -> None:
+        """Start the background tasks that have work (only within a running event loop)."""
+        self.background.kick()
+
     def handle(self, request: ChimeRequest) -> WireResponse:
+        try:
+            return self._handle(request)
+        finally:
+            self.kick()
+
+    def _handle(self, request: ChimeRequest) -> WireResponse:
         request_id = str(uuid.uuid4())
         resource_arn = _resource_arn(request) if request.raw_path.rstrip("/") == "/tags" else None
         match = self.router.match(request.method, request.raw_path, request.query, resource_arn)
@@ -120,8 +149,7 @@ class Emulator:
             call = Call(
                 operation=op.name,
                 input=params,
-                # Chime's timestamps have millisecond precision.
-                now=round(self.clock.now(), 3),
+                now=self.now(),
                 region=region_of(request.headers),
                 host=request.headers.get("host", "127.0.0.1"),
             )

@@ -1,11 +1,13 @@
 """chime-sdk-meetings: meetings that end by themselves, and their attendees.
 
-A meeting ends `meeting_idle_seconds` after its last attendee went (or after
-it was created, if nobody came), `meeting_max_seconds` after it started, on
+An attendee record (CreateAttendee) is what a client needs to join; the
+media side, what the Chime JS SDK does in a browser, is played through the
+control API: an attendee connects, disconnects or drops. A meeting ends
+`meeting_idle_seconds` after its last connected attendee went (or after it was
+created, if nobody connected), `meeting_max_seconds` after it started, on
 DeleteMeeting, or when the control API ends it. After that every call that
-names it answers NotFoundException, as Chime does. The emulator has no media,
-so "an attendee is there" means an attendee record exists: DeleteAttendee is
-how somebody leaves.
+names it answers NotFoundException, as Chime does. Every change is also a
+lifecycle event (`events.py`).
 """
 
 from __future__ import annotations
@@ -17,71 +19,22 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from botocore.model import StructureShape
-
 from emulators.chime.calls import Call, Handler, Output, paginate
 from emulators.chime.config import EmulatorConfig
 from emulators.chime.errors import ChimeError, Kind, bad_request, not_found
-from emulators.chime.routing import load_service_models
-
-MEDIA_REGIONS = frozenset(
-    {
-        "af-south-1",
-        "ap-northeast-1",
-        "ap-northeast-2",
-        "ap-south-1",
-        "ap-southeast-1",
-        "ap-southeast-2",
-        "ca-central-1",
-        "eu-central-1",
-        "eu-north-1",
-        "eu-south-1",
-        "eu-west-1",
-        "eu-west-2",
-        "eu-west-3",
-        "sa-east-1",
-        "us-east-1",
-        "us-east-2",
-        "us-west-1",
-        "us-west-2",
-        "us-gov-east-1",
-        "us-gov-west-1",
-    }
+from emulators.chime.events import (
+    ATTENDEE_ADDED,
+    ATTENDEE_DELETED,
+    ATTENDEE_DROPPED,
+    ATTENDEE_JOINED,
+    ATTENDEE_LEFT,
+    MEETING_ENDED,
+    MEETING_STARTED,
+    MeetingEvents,
 )
+from emulators.chime.placement import MEDIA_REGIONS, media_placement
+
 DEFAULT_CAPABILITIES = {"Audio": "SendReceive", "Video": "SendReceive", "Content": "SendReceive"}
-
-_PLACEMENT_TEMPLATES = {
-    "AudioHostUrl": "{hex}.k.m3.{code}.app.chime.aws:3478",
-    "AudioFallbackUrl": "wss://haxrp.m3.{code}.app.chime.aws:443/calls/{id}",
-    "SignalingUrl": "wss://signal.m3.{code}.app.chime.aws/control/{id}",
-    "TurnControlUrl": "https://2713.cell.{region}.meetings.chime.aws/v2/turn_sessions",
-    "ScreenDataUrl": "wss://bitpw.m3.{code}.app.chime.aws:443/v2/screen/{id}",
-    "ScreenViewingUrl": (
-        "wss://bitpw.m3.{code}.app.chime.aws:443/ws/connect"
-        "?passcode=null&viewer_uuid=null&X-BitHub-Call-Id={id}"
-    ),
-    "ScreenSharingUrl": "wss://bitpw.m3.{code}.app.chime.aws:443/v2/screen/{id}",
-    "EventIngestionUrl": "https://data.svc.{code}.ingest.chime.aws/v1/client-events",
-}
-
-
-def _region_code(region: str) -> str:
-    """us-east-1 -> ue1, eu-central-1 -> ec1, us-gov-west-1 -> ugw1 (Chime's host names)."""
-    *words, number = region.split("-")
-    return "".join(word[0] for word in words) + number
-
-
-def media_placement(meeting_id: str, region: str) -> Output:
-    """A URL for every member that the model's MediaPlacement shape has."""
-    shape = load_service_models()["chime-sdk-meetings"].shape_for("MediaPlacement")
-    assert isinstance(shape, StructureShape)
-    values = {"id": meeting_id, "code": _region_code(region), "region": region}
-    values["hex"] = meeting_id.replace("-", "")[:32]
-    placement = {}
-    for name in shape.members:
-        template = _PLACEMENT_TEMPLATES.get(name, "https://{member}.m3.{code}.app.chime.aws/{id}")
-        placement[name] = template.format(member=name.lower(), **values)
-    return placement
 
 
 @dataclass
@@ -91,6 +44,7 @@ class Attendee:
     join_token: str
     capabilities: dict[str, str]
     seq: int  # creation order, for ListAttendees
+    connected: bool = False  # the media side: is a client in the meeting?
 
     def output(self) -> Output:
         return {
@@ -105,6 +59,7 @@ class Attendee:
 class Meeting:
     meeting_id: str
     arn: str
+    region: str  # of the request that created it
     request: dict[str, Any]
     placement: Output
     created: float
@@ -113,6 +68,11 @@ class Meeting:
     by_user: dict[str, str] = field(default_factory=dict)
     ended_at: float | None = None
     end_reason: str | None = None
+    last_event_ms: int = 0  # timestamp of its latest lifecycle event
+
+    @property
+    def connected_count(self) -> int:
+        return sum(1 for a in self.attendees.values() if a.connected)
 
     def output(self) -> Output:
         meeting: Output = {
@@ -133,6 +93,7 @@ class Meeting:
             "ExternalMeetingId": self.request["ExternalMeetingId"],
             "MediaRegion": self.request["MediaRegion"],
             "attendee_count": len(self.attendees),
+            "connected_count": self.connected_count,
             "created_at": self.created,
             "ended_at": self.ended_at,
             "end_reason": self.end_reason,
@@ -140,8 +101,9 @@ class Meeting:
 
 
 class Meetings:
-    def __init__(self, config: EmulatorConfig) -> None:
+    def __init__(self, config: EmulatorConfig, events: MeetingEvents) -> None:
         self._config = config
+        self._events = events
         self.live: dict[str, Meeting] = {}
         self.ended: dict[str, Meeting] = {}
         self._tokens: dict[str, str] = {}
@@ -163,9 +125,12 @@ class Meetings:
     # Life and death of meetings.
 
     def end(self, meeting: Meeting, at: float, reason: str) -> None:
+        if meeting.ended_at is not None:
+            return
         meeting.ended_at, meeting.end_reason = at, reason
         self.live.pop(meeting.meeting_id, None)
         self.ended[meeting.meeting_id] = meeting
+        self._events.emit(MEETING_ENDED, meeting, at)
 
     def expire(self, now: float) -> None:
         """End every meeting whose idle time or lifetime has run out by `now`."""
@@ -187,9 +152,15 @@ class Meetings:
             return True
         return False
 
-    def live_meeting(self, meeting_id: str, now: float) -> Meeting:
+    def find_live(self, meeting_id: str, now: float) -> Meeting | None:
         meeting = self.live.get(meeting_id)
         if meeting is None or self._check_expiry(meeting, now):
+            return None
+        return meeting
+
+    def live_meeting(self, meeting_id: str, now: float) -> Meeting:
+        meeting = self.find_live(meeting_id, now)
+        if meeting is None:
             raise not_found(f"The meeting {meeting_id} does not exist or has ended")
         return meeting
 
@@ -213,6 +184,7 @@ class Meetings:
         meeting = Meeting(
             meeting_id=meeting_id,
             arn=f"arn:aws:chime:{call.region}:{self._config.account_id}:meeting/{meeting_id}",
+            region=call.region,
             request=dict(call.input),
             placement=media_placement(meeting_id, region),
             created=call.now,
@@ -220,6 +192,7 @@ class Meetings:
         )
         self.live[meeting_id] = meeting
         self._tokens[token] = meeting_id
+        self._events.emit(MEETING_STARTED, meeting, call.now)
         return meeting
 
     def create_meeting(self, call: Call) -> Output:
@@ -227,7 +200,7 @@ class Meetings:
 
     def create_meeting_with_attendees(self, call: Call) -> Output:
         meeting = self._create(call)
-        attendees, errors = self._add_attendees(meeting, call.input["Attendees"])
+        attendees, errors = self._add_attendees(meeting, call.input["Attendees"], call.now)
         return {"Meeting": meeting.output(), "Attendees": attendees, "Errors": errors}
 
     def get_meeting(self, call: Call) -> Output:
@@ -240,7 +213,7 @@ class Meetings:
 
     # Attendees.
 
-    def _add_attendee(self, meeting: Meeting, request: dict[str, Any]) -> Attendee:
+    def _add_attendee(self, meeting: Meeting, request: dict[str, Any], now: float) -> Attendee:
         external_user_id = request["ExternalUserId"]
         existing = meeting.by_user.get(external_user_id)
         if existing is not None:
@@ -262,17 +235,17 @@ class Meetings:
         )
         meeting.attendees[attendee_id] = attendee
         meeting.by_user[external_user_id] = attendee_id
-        meeting.idle_since = None
+        self._events.emit(ATTENDEE_ADDED, meeting, now, attendee)
         return attendee
 
     def _add_attendees(
-        self, meeting: Meeting, requests: list[dict[str, Any]]
+        self, meeting: Meeting, requests: list[dict[str, Any]], now: float
     ) -> tuple[list[Output], list[Output]]:
         created: list[Output] = []
         errors: list[Output] = []
         for request in requests:
             try:
-                created.append(self._add_attendee(meeting, request).output())
+                created.append(self._add_attendee(meeting, request, now).output())
             except ChimeError as exc:
                 errors.append(
                     {
@@ -285,11 +258,11 @@ class Meetings:
 
     def create_attendee(self, call: Call) -> Output:
         meeting = self.live_meeting(call.input["MeetingId"], call.now)
-        return {"Attendee": self._add_attendee(meeting, call.input).output()}
+        return {"Attendee": self._add_attendee(meeting, call.input, call.now).output()}
 
     def batch_create_attendee(self, call: Call) -> Output:
         meeting = self.live_meeting(call.input["MeetingId"], call.now)
-        attendees, errors = self._add_attendees(meeting, call.input["Attendees"])
+        attendees, errors = self._add_attendees(meeting, call.input["Attendees"], call.now)
         return {"Attendees": attendees, "Errors": errors}
 
     def _attendee(self, call: Call) -> tuple[Meeting, Attendee]:
@@ -318,8 +291,31 @@ class Meetings:
 
     def delete_attendee(self, call: Call) -> Output:
         meeting, attendee = self._attendee(call)
+        self.disconnect(meeting, attendee, call.now)
         del meeting.attendees[attendee.attendee_id]
         del meeting.by_user[attendee.external_user_id]
-        if not meeting.attendees:
-            meeting.idle_since = call.now
+        self._events.emit(ATTENDEE_DELETED, meeting, call.now, attendee)
         return {}
+
+    # The media side (the control API plays the client).
+
+    def connect(self, meeting: Meeting, attendee: Attendee, now: float) -> bool:
+        """The attendee's client joins the media; False if it already had."""
+        if attendee.connected:
+            return False
+        attendee.connected = True
+        meeting.idle_since = None
+        self._events.emit(ATTENDEE_JOINED, meeting, now, attendee, networkType="Normal")
+        return True
+
+    def disconnect(
+        self, meeting: Meeting, attendee: Attendee, now: float, *, dropped: bool = False
+    ) -> bool:
+        """The attendee's client leaves (or loses) the media; False if it was not in."""
+        if not attendee.connected:
+            return False
+        attendee.connected = False
+        self._events.emit(ATTENDEE_DROPPED if dropped else ATTENDEE_LEFT, meeting, now, attendee)
+        if meeting.connected_count == 0:
+            meeting.idle_since = now
+        return True

@@ -22,13 +22,18 @@ _STARTUP_TIMEOUT_S = 30.0
 class _Server(uvicorn.Server):
     """A uvicorn server that says when it is listening."""
 
-    def __init__(self, config: uvicorn.Config) -> None:
+    def __init__(self, config: uvicorn.Config, emulator: Emulator) -> None:
         super().__init__(config)
         self.ready = threading.Event()
+        self.emulator = emulator
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
         self.ready.set()
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().shutdown(sockets)
+        await self.emulator.aclose()  # lifespan is off: stop its tasks here
 
 
 @contextlib.contextmanager
@@ -40,6 +45,7 @@ def running_emulator(
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     bound_port = sock.getsockname()[1]
+    emulator = emulator or Emulator()
     config = uvicorn.Config(
         create_app(emulator),
         log_level="warning",
@@ -47,7 +53,7 @@ def running_emulator(
         ws_ping_interval=None,
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
     )
-    server = _Server(config)
+    server = _Server(config, emulator)
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [sock]}, name="chime-emulator", daemon=True
     )

@@ -187,9 +187,10 @@ async def test_idle_meeting_ends_after_the_idle_time(
     meeting_id = new_meeting(meetings)["MeetingId"]
     await control.advance_clock(290)
     attendee = meetings.create_attendee(MeetingId=meeting_id, ExternalUserId="u1")["Attendee"]
+    await control.connect(meeting_id, attendee["AttendeeId"])
     await control.advance_clock(3600)
     assert meetings.get_meeting(MeetingId=meeting_id)["Meeting"]["MeetingId"] == meeting_id, (
-        "an attendee keeps the meeting alive"
+        "a connected attendee keeps the meeting alive"
     )
     meetings.delete_attendee(MeetingId=meeting_id, AttendeeId=attendee["AttendeeId"])
     await control.advance_clock(290)
@@ -216,7 +217,8 @@ async def test_meeting_ends_after_its_maximum_lifetime(
     meetings: Any, control: EmulatorControl
 ) -> None:
     meeting_id = new_meeting(meetings)["MeetingId"]
-    meetings.create_attendee(MeetingId=meeting_id, ExternalUserId="stays-all-day")
+    attendee = meetings.create_attendee(MeetingId=meeting_id, ExternalUserId="stays-all-day")
+    await control.connect(meeting_id, attendee["Attendee"]["AttendeeId"])
     await control.advance_clock(86_390)
     meetings.get_meeting(MeetingId=meeting_id)
     await control.advance_clock(10)

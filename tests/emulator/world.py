@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import boto3  # type: ignore[import-untyped, unused-ignore]
 from botocore.config import Config
+
+from emulators.chime.emulator import ChimeRequest, Emulator
 
 # One attempt per call: the tests look at every error the emulator gives.
 NO_RETRIES = Config(retries={"total_max_attempts": 1, "mode": "standard"})
@@ -87,3 +90,13 @@ def new_meeting(meetings: Any, external_id: str = "room-1", **extra: Any) -> dic
             **extra,
         )["Meeting"]
     )
+
+
+def handle_json(
+    emulator: Emulator, method: str, path: str, body: dict[str, Any] | None = None
+) -> tuple[int, dict[str, Any]]:
+    """One Chime API call straight into `Emulator.handle` (no HTTP, no event loop needed)."""
+    raw = json.dumps(body).encode() if body is not None else b""
+    headers = {"content-type": "application/json"}
+    response = emulator.handle(ChimeRequest(method, path, {}, headers, raw))
+    return response.status, json.loads(response.body or b"{}")
