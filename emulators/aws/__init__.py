@@ -1,10 +1,12 @@
-"""moto in server mode, for DynamoDB and S3, made safe and fast enough for Belfry.
+"""moto in server mode (DynamoDB, S3, SQS, EventBridge), made safe and fast enough for Belfry.
 
 Four changes to how moto's server runs, none to what it answers:
 
 - Requests are served one at a time (a lock around the WSGI app). moto's
   backends are not thread-safe: concurrent TransactWriteItems calls fail with
   "dictionary changed size during iteration" (500s) under the threaded server.
+  SQS ReceiveMessage is the exception: a long poll waits inside moto, and
+  under the lock it would stall every other call for its wait.
 - TransactWriteItems backs up only the items a transaction touches. moto deep
   copies every table the transaction names so it can roll back, which costs
   O(table size) per call (~15 ms at 1,000 items, 70 ms at 5,000 on this

@@ -1,4 +1,5 @@
-"""`python -m emulators.aws --host 127.0.0.1 --port 5000`: DynamoDB and S3 locally."""
+"""`python -m emulators.aws --host 127.0.0.1 --port 5000`: moto's DynamoDB, S3, SQS and
+EventBridge locally."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=5000)
     args = parser.parse_args()
-    print(f"AWS stand-in (moto: DynamoDB, S3) on http://{args.host}:{args.port}", flush=True)
+    where = f"http://{args.host}:{args.port}"
+    print(f"AWS stand-in (moto: DynamoDB, S3, SQS, EventBridge) on {where}", flush=True)
     serve(args.host, args.port)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import threading
 import types
 from collections import deque
@@ -10,34 +11,47 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import jsonpath_ng.ext as jsonpath_ext
 import moto.dynamodb.models as dynamodb_models
+from moto.core.utils import unix_time
 from moto.dynamodb.comparisons import ConditionExpressionParser
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.table import Table
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+from moto.sqs.models import SQSBackend
 from waitress.server import create_server
 
 _LOCK = threading.RLock()
 _moto_transact_write_items = DynamoDBBackend.transact_write_items
+_jsonpath_parse = vars(jsonpath_ext)["parse"]
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
 class _SerializedApp:
-    """Serve one request at a time; the whole response is produced under the lock."""
+    """Serve one request at a time (but SQS long polls); the whole response is
+    produced under the lock."""
 
     def __init__(self, app: WsgiApp) -> None:
         self._app = app
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        if environ.get("HTTP_X_AMZ_TARGET") == "AmazonSQS.ReceiveMessage":
+            # A long poll waits up to 20 s inside moto: under the lock it would
+            # stall every other request. moto's SQS queues take concurrent
+            # receives and sends (its threaded server's usual mode).
+            return self._respond(environ, start_response)
         with _LOCK:
-            body = self._app(environ, start_response)
-            try:
-                return list(body)
-            finally:
-                close = getattr(body, "close", None)
-                if close is not None:
-                    close()
+            return self._respond(environ, start_response)
+
+    def _respond(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        body = self._app(environ, start_response)
+        try:
+            return list(body)
+        finally:
+            close = getattr(body, "close", None)
+            if close is not None:
+                close()
 
 
 def _deepcopy_except_tables(value: Any, memo: dict[int, Any] | None = None) -> Any:
@@ -108,9 +122,27 @@ def _lex_once(self: ConditionExpressionParser) -> deque[Any]:
     return deque(tokens)
 
 
+@functools.lru_cache(maxsize=256)
+def _jsonpath_once(expression: str) -> Any:
+    """moto builds a new JSONPath parser (a PLY grammar) for every path of every
+    event delivered to a rule's target: a third of a PutEvents call. A parsed
+    path is reusable, so each is parsed once."""
+    return _jsonpath_parse(expression)
+
+
+def _retained(self: SQSBackend, queue_name: str, message: Any) -> bool:
+    """moto renders all of a queue's attributes for every message a receive
+    looks at, to read one of them (12 % of a receive-heavy run)."""
+    queue = self.get_queue(queue_name)
+    retain_until = int(vars(queue)["message_retention_period"]) + message.sent_timestamp / 1000
+    return bool(retain_until > unix_time())
+
+
 def _patch_moto() -> None:
     DynamoDBBackend.transact_write_items = _transact_write_items  # type: ignore[method-assign]
     ConditionExpressionParser._lex_condition_expression = _lex_once  # type: ignore[method-assign]
+    vars(jsonpath_ext)["parse"] = _jsonpath_once
+    SQSBackend.is_message_valid_based_on_retention_period = _retained  # type: ignore[method-assign]
 
 
 def create_app() -> WsgiApp:
