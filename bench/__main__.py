@@ -14,7 +14,7 @@ import sys
 from bench.report import Report
 from shared.logging import configure_logging
 
-BENCHMARKS = ("bus", "emulator", "scheduler", "rooms", "rush", "chat")
+BENCHMARKS = ("bus", "emulator", "scheduler", "rooms", "rush", "presence", "chat")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,16 +26,26 @@ if TYPE_CHECKING:
     from types_aiobotocore_chime_sdk_meetings import ChimeSDKMeetingsClient
     from types_aiobotocore_chime_sdk_messaging import ChimeSDKMessagingClient
     from types_aiobotocore_dynamodb import DynamoDBClient
+    from types_aiobotocore_events import EventBridgeClient
     from types_aiobotocore_s3 import S3Client
+    from types_aiobotocore_sqs import SQSClient
 
 log = get_logger("belfry.aws")
 
 ServiceName = Literal[
-    "dynamodb", "s3", "chime-sdk-identity", "chime-sdk-meetings", "chime-sdk-messaging"
+    "dynamodb",
+    "s3",
+    "sqs",
+    "events",
+    "chime-sdk-identity",
+    "chime-sdk-meetings",
+    "chime-sdk-messaging",
 ]
 ALL_SERVICES: tuple[ServiceName, ...] = (
     "dynamodb",
     "s3",
+    "sqs",
+    "events",
     "chime-sdk-identity",
     "chime-sdk-meetings",
     "chime-sdk-messaging",
@@ -151,6 +161,16 @@ class AwsClients:
     @property
     def s3(self) -> S3Client:
         client: S3Client = self._get("s3")
+        return client
+
+    @property
+    def sqs(self) -> SQSClient:
+        client: SQSClient = self._get("sqs")
+        return client
+
+    @property
+    def events(self) -> EventBridgeClient:
+        client: EventBridgeClient = self._get("events")
         return client
 
     @property

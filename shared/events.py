@@ -154,6 +154,44 @@ class AttendeeLeft(EventData):
     user_id: str
 
 
+Presence = Literal["connected", "left", "dropped", "deleted"]
+
+
+@event("AttendeePresenceChanged", "room.attendee_presence_changed")
+class AttendeePresenceChanged(EventData):
+    """Chime says an attendee of the room's meeting connected, left, dropped or
+    was deleted (its meeting events, through EventBridge and SQS)."""
+
+    room_id: str
+    meeting_id: str
+    attendee_id: str
+    user_id: str
+    presence: Presence
+    attendee_count: int = Field(ge=0, description="Connected attendees of the room after it.")
+
+
+@event("MeetingEnded", "room.meeting_ended")
+class MeetingEnded(EventData):
+    """Chime ended the room's meeting (idle, its maximum length, or deleted); the
+    next join creates a new one."""
+
+    room_id: str
+    meeting_id: str
+
+
+@event("RoomUpdated", "room.updated")
+class RoomUpdated(EventData):
+    """What the landing page shows of a room changed: it activated, ended or was
+    cancelled, or its count of connected attendees moved. `version` orders the
+    counts of one room (it grows with every count change)."""
+
+    room_id: str
+    title: str
+    status: Literal["scheduled", "active", "ended", "cancelled"]
+    attendee_count: int = Field(ge=0)
+    version: int = Field(ge=0)
+
+
 # --- chat --------------------------------------------------------------------
 
 

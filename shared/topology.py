@@ -26,15 +26,18 @@ from shared.bus import Handler, Subscription
 from shared.events import (
     AttendeeJoined,
     AttendeeLeft,
+    AttendeePresenceChanged,
     ChannelJoined,
     Envelope,
     EventData,
+    MeetingEnded,
     MeetingStarted,
     MessagePosted,
     RoomActivated,
     RoomCancelled,
     RoomEnded,
     RoomScheduled,
+    RoomUpdated,
     UserMentioned,
 )
 
@@ -64,8 +67,16 @@ _QUEUES = (
     ),
     Queue(
         "rooms.attendance",
-        (MeetingStarted, AttendeeJoined, AttendeeLeft),
-        "rooms counts attendees on the landing page from its own attendance events.",
+        (
+            MeetingStarted,
+            AttendeeJoined,
+            AttendeeLeft,
+            AttendeePresenceChanged,
+            MeetingEnded,
+            RoomUpdated,
+        ),
+        "rooms' own attendance facts, bound so that every publish is routable (taken "
+        "off without effect: the state moved in the transaction that announced them).",
     ),
     Queue(
         "chat.membership",
@@ -84,9 +95,9 @@ _QUEUES = (
     ),
     Queue(
         "notifier.fanout",
-        (MessagePosted, UserMentioned, ChannelJoined),
+        (MessagePosted, UserMentioned, ChannelJoined, RoomUpdated),
         "Per notifier replica: wakes the WebSocket sessions of that replica once the "
-        "feed has the event.",
+        "feed has the event, and sends every signed-in session `room.updated`.",
         fanout=True,
     ),
 )
@@ -101,6 +112,9 @@ PUBLISHERS: dict[type[EventData], tuple[str, ...]] = {
     MeetingStarted: ("rooms",),
     AttendeeJoined: ("rooms",),
     AttendeeLeft: ("rooms",),
+    AttendeePresenceChanged: ("rooms",),
+    MeetingEnded: ("rooms",),
+    RoomUpdated: ("rooms",),
     MessagePosted: ("chat",),
     UserMentioned: ("chat",),
     ChannelJoined: ("chat", "notifier"),

@@ -76,7 +76,9 @@ async def notifications_ws(
 ) -> None:
     """Frames `{"type", "data", "cursor"}` for what the caller may read; the first
     is `session.ready`. Token: `?token=` or a first frame `{"type": "auth",
-    "token": …}`. Resume with `?since=<cursor of the last frame you got>`."""
+    "token": …}`. Resume with `?since=<cursor of the last frame you got>`.
+    `room.updated` frames (landing page changes, any role) have no cursor and
+    are not replayed: fetch `GET /rooms` once on (re)connect."""
     try:
         principal = await authenticate_websocket(websocket)
     except WebSocketDisconnect:

@@ -18,7 +18,8 @@ from .adapters.feed import FEED_TABLE, DynamoFeed
 from .adapters.members import MEMBERS_TABLE, DynamoMembers
 from .adapters.mentions import MENTIONS_TABLE, DynamoMentions
 from .api import router
-from .fanout import ReceiptWatcher
+from .board import RoomBoard
+from .fanout import ReceiptWatcher, RoomBroadcaster
 from .handlers import HANDLERS
 from .joins import JoinBatcher
 from .live import Hub
@@ -59,6 +60,8 @@ async def build(settings: NotifierSettings, aws: AwsClients, bus: EventBus) -> C
     )
     joiner = JoinBatcher(chime.add_members, window_seconds=settings.notifier_join_window_seconds)
     watcher = ReceiptWatcher(feed=feed, hub=hub)
+    board = RoomBoard(interval_seconds=settings.notifier_room_frame_interval_seconds)
+    rooms = RoomBroadcaster(board=board, hub=hub)
 
     async def prepare_service_user() -> None:
         if settings.notifier_app_instance_arn:
@@ -77,8 +80,9 @@ async def build(settings: NotifierSettings, aws: AwsClients, bus: EventBus) -> C
             feed=feed,
             watcher=watcher,
             hub=hub,
+            rooms=rooms,
         ),
-        loops=[feed.run, watcher.run, outbox.run_relay, prepare_service_user],
+        loops=[feed.run, watcher.run, rooms.run, outbox.run_relay, prepare_service_user],
         checks={"dynamodb": dynamodb_check(aws.dynamodb, tables["feed"])},
         on_stop=[hub.close_all, joiner.close, outbox.flush],
     )

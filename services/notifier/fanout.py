@@ -1,16 +1,20 @@
 """Per replica: waking this replica's WebSocket sessions for feed appends
-that a peer replica made (its own appends reach its sessions directly)."""
+that a peer replica made (its own appends reach its sessions directly), and
+sending them `room.updated` from this replica's room board."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 
+from shared.events import RoomUpdated
 from shared.logging import get_logger
 from shared.runtime import every
 
-from .ports import Feed, Wakeable
+from .board import ROOM_FRAME, RoomBoard, RoomView
+from .ports import Broadcast, Feed, Wakeable
 
 log = get_logger("belfry.notifier")
 
@@ -82,3 +86,33 @@ class ReceiptWatcher:
                 self._hub.poke(users)
             elif key in self._pending:
                 self._pending[key] = (now + 2 * self._grace, self._pending[key][1])
+
+
+class RoomBroadcaster:
+    """`room.updated` to every session of this replica: a change the board says
+    is due now goes at once; merged ones when their room's interval ends."""
+
+    def __init__(self, *, board: RoomBoard, hub: Broadcast) -> None:
+        self._board = board
+        self._hub = hub
+        self._wake = asyncio.Event()
+
+    def update(self, event: RoomUpdated) -> None:
+        view = self._board.apply(event)
+        if view is not None:
+            self._send(view)
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            wait = self._board.seconds_until_due()
+            if wait is None or wait > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), wait)
+                self._wake.clear()  # whatever woke us, `seconds_until_due` is asked again
+                continue
+            for view in self._board.due():
+                self._send(view)
+
+    def _send(self, view: RoomView) -> None:
+        self._hub.broadcast(view.room_id, ROOM_FRAME, view.frame())

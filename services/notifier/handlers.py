@@ -5,7 +5,9 @@ notifier.mentions  UserMentioned -> join the channel if needed, inbox entry,
 notifier.feed      MessagePosted, UserMentioned, ChannelJoined -> feed rows
                    (and the membership view, from ChannelJoined)
 notifier.fanout    the same events, to every replica -> wake the sessions
-                   whose feeds the durable consumer wrote
+                   whose feeds the durable consumer wrote; RoomUpdated -> this
+                   replica's room board -> `room.updated` to every session
+                   (ephemeral: no feed, no cursor, never replayed)
 """
 
 from __future__ import annotations
@@ -17,14 +19,31 @@ from prometheus_client import Counter
 
 from shared.bus import RejectEvent
 from shared.clock import utc_iso
-from shared.events import ChannelJoined, Envelope, EventData, MessagePosted, Producer, UserMentioned
+from shared.events import (
+    ChannelJoined,
+    Envelope,
+    EventData,
+    MessagePosted,
+    Producer,
+    RoomUpdated,
+    UserMentioned,
+)
 from shared.logging import get_logger
 from shared.topology import HandlerTable
 
 from .domain import app_instance_of, audience_of, chunks, entries_for, once_key, user_arn, users_of
 from .fanout import ReceiptWatcher
 from .joins import JoinFailed
-from .ports import ChimeRejected, Claims, Feed, Joiner, Members, MentionInbox, Wakeable
+from .ports import (
+    ChimeRejected,
+    Claims,
+    Feed,
+    Joiner,
+    Members,
+    MentionInbox,
+    RoomUpdates,
+    Wakeable,
+)
 
 log = get_logger("belfry.notifier")
 
@@ -160,6 +179,12 @@ async def on_fanout(
         watcher.watch(once_key(envelope.event_id, 0))
 
 
+async def on_room_updated(event: RoomUpdated, envelope: Envelope, *, rooms: RoomUpdates) -> None:
+    """Onto this replica's room board, never into a feed: every session here
+    gets `room.updated` (coalesced per room)."""
+    rooms.update(event)
+
+
 HANDLERS: HandlerTable = {
     MENTIONS_QUEUE: {UserMentioned: on_user_mentioned},
     FEED_QUEUE: {
@@ -167,5 +192,10 @@ HANDLERS: HandlerTable = {
         UserMentioned: on_mentioned_feed,
         ChannelJoined: on_channel_joined,
     },
-    FANOUT_QUEUE: {MessagePosted: on_fanout, UserMentioned: on_fanout, ChannelJoined: on_fanout},
+    FANOUT_QUEUE: {
+        MessagePosted: on_fanout,
+        UserMentioned: on_fanout,
+        ChannelJoined: on_fanout,
+        RoomUpdated: on_room_updated,
+    },
 }

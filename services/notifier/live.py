@@ -7,6 +7,12 @@ is woken and reads its feed. Replay (`?since=`) and live delivery are the same
 loop, so there is no gap between them and no duplicate; a client that
 reconnects anywhere resumes from its last frame's cursor.
 
+Ephemeral frames (`room.updated`, `Hub.broadcast`) are the exception: they go
+to every session here, carry no cursor and are never replayed. They take the
+same send buffer and slow-client rules; while the buffer is full only the
+latest frame per key waits, so a client behind gets the latest state, not
+every step.
+
 Close codes: 4401 no or bad token; 4400 a malformed or unknown cursor; 4410 a
 cursor more than `replay_limit` frames behind (fetch state over HTTP, then
 connect without `since`); 4429 a client too slow to take its frames (its send
@@ -93,6 +99,12 @@ class Hub:
             for session in self._sessions.get(user, ()):
                 session.offer(user_rows)
 
+    def broadcast(self, key: str, frame_type: str, text: str) -> None:
+        """An ephemeral frame to every session here (each signed in, any role)."""
+        for sessions in self._sessions.values():
+            for session in sessions:
+                session.push(key, frame_type, text)
+
     def interested(self, audience: Audience) -> bool:
         """Could any session here be shown something about this channel?"""
         return any(
@@ -131,6 +143,9 @@ class Session:
         self.outbound: asyncio.Queue[tuple[str, str]] = asyncio.Queue(maxsize=send_buffer)
         self.wake = asyncio.Event()
         self.last = 0
+        # ephemeral frames not yet in the buffer: the latest per key, oldest key first
+        self._ephemeral: dict[str, tuple[str, str]] = {}
+        self._ephemeral_ready = asyncio.Event()
         self._started = False
 
     async def start(self, since: str | None) -> bool:
@@ -164,6 +179,7 @@ class Session:
         """Pump, send and listen until the client leaves or is too slow."""
         tasks = [
             asyncio.create_task(self._pump()),
+            asyncio.create_task(self._push_ephemeral()),
             asyncio.create_task(self._send()),
             asyncio.create_task(self._listen()),
         ]
@@ -213,13 +229,29 @@ class Session:
                         await self._enqueue(row)
                     self.last = row.seq
 
+    def push(self, key: str, frame_type: str, text: str) -> None:
+        """An ephemeral frame: it replaces one of the same key still waiting and
+        is sent after `session.ready`, wherever the feed's cursor is."""
+        self._ephemeral[key] = (frame_type, text)
+        self._ephemeral_ready.set()
+
+    async def _push_ephemeral(self) -> None:
+        while True:
+            await self._ephemeral_ready.wait()
+            self._ephemeral_ready.clear()
+            while self._ephemeral:  # one writer: a key's frames stay in order
+                await self._put(self._ephemeral.pop(next(iter(self._ephemeral))))
+
     async def _enqueue(self, row: FeedRow) -> None:
-        item = (row.frame_type, frame_text(row.frame_type, row.data, row.seq))
+        await self._put((row.frame_type, frame_text(row.frame_type, row.data, row.seq)))
+
+    async def _put(self, item: tuple[str, str]) -> None:
         try:
             self.outbound.put_nowait(item)
         except asyncio.QueueFull:
-            # The feed is durable, so a full buffer only pauses the pump; a
-            # client that stays this far behind for the send timeout is closed.
+            # The feed is durable, so a full buffer only pauses the pump (and the
+            # ephemeral frames, which merge meanwhile); a client that stays
+            # this far behind for the send timeout is closed.
             try:
                 await asyncio.wait_for(self.outbound.put(item), self._send_timeout)
             except TimeoutError:

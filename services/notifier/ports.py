@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from shared.events import Envelope, UserMentioned
+from shared.events import Envelope, RoomUpdated, UserMentioned
 
 from .domain import Audience, FeedEntry, FeedRow
 
@@ -98,3 +98,16 @@ class Wakeable(Protocol):
     def poke(self, users: Iterable[str]) -> None: ...
 
     def interested(self, audience: Audience) -> bool: ...
+
+
+class Broadcast(Protocol):
+    def broadcast(self, key: str, frame_type: str, text: str) -> None:
+        """An ephemeral frame (no cursor, not in any feed) to every session here;
+        one still waiting to be sent is replaced by the next of its `key`."""
+        ...
+
+
+class RoomUpdates(Protocol):
+    def update(self, event: RoomUpdated) -> None:
+        """What the landing page shows of a room changed (this replica's board)."""
+        ...

@@ -71,3 +71,13 @@ class NotifierSettings(BelfrySettings):
         gt=0,
         description="Each WebSocket rereads its feed at least this often (a safety net only).",
     )
+    notifier_room_frame_interval_seconds: float = Field(
+        0.25,
+        ge=0,
+        le=10,
+        description=(
+            "Per room, the shortest time between two `room.updated` frames: the first "
+            "change after a quiet period is sent at once, later ones within this time "
+            "are merged and the latest state is sent when it ends."
+        ),
+    )

@@ -109,10 +109,15 @@ async def run(settings: PlatformSettings) -> int:
                 aws_url = stack.enter_context(embedded_aws(aws_sock))
             chime_url = settings.chime_endpoint_url
             if chime_sock is not None:
-                chime_url = await stack.enter_async_context(embedded_chime(chime_sock))
+                chime_url = await stack.enter_async_context(
+                    embedded_chime(chime_sock, events_endpoint=aws_url)
+                )
 
             configs = service_settings(
-                services, aws_endpoint_url=aws_url, chime_endpoint_url=chime_url
+                services,
+                aws_endpoint_url=aws_url,
+                chime_endpoint_url=chime_url,
+                provision_meeting_events=aws_sock is not None,
             )
             app = create_platform_app(services, settings=configs, title="Belfry")
             # The services' lifespan, driven here rather than by uvicorn, so that its

@@ -41,12 +41,23 @@ def service_settings(
     *,
     aws_endpoint_url: str | None,
     chime_endpoint_url: str | None,
+    provision_meeting_events: bool = False,
 ) -> dict[str, BelfrySettings]:
     """Each service's own settings class read from the environment, with the
-    endpoints of the embedded stand-ins filled in where they run."""
+    endpoints of the embedded stand-ins filled in where they run and, with the
+    embedded moto server, rooms' meeting-events rule and queue made there."""
     overrides: dict[str, Any] = {}
     if aws_endpoint_url is not None:
         overrides["aws_endpoint_url"] = aws_endpoint_url
     if chime_endpoint_url is not None:
         overrides["chime_endpoint_url"] = chime_endpoint_url
-    return {d.name: d.settings_type(**overrides) for d in definitions}
+    configs = {}
+    for d in definitions:
+        own = dict(overrides)
+        if (
+            provision_meeting_events
+            and "rooms_meeting_events_provision" in d.settings_type.model_fields
+        ):
+            own["rooms_meeting_events_provision"] = True
+        configs[d.name] = d.settings_type(**own)
+    return configs

@@ -147,13 +147,20 @@ async def start_server(
 
 
 @contextlib.asynccontextmanager
-async def embedded_chime(sock: socket.socket) -> AsyncIterator[str]:
-    """The Chime SDK emulator on an already bound socket, in this event loop."""
+async def embedded_chime(
+    sock: socket.socket, *, events_endpoint: str | None = None
+) -> AsyncIterator[str]:
+    """The Chime SDK emulator on an already bound socket, in this event loop;
+    `events_endpoint`: the EventBridge it publishes Chime's meeting events to
+    (the account's default bus, as Chime does)."""
     from emulators.chime.app import KEEP_ALIVE_SECONDS, create_app
+    from emulators.chime.config import EmulatorConfig
+    from emulators.chime.emulator import Emulator
 
     host, port = sock.getsockname()[:2]
+    emulator = Emulator(config=EmulatorConfig(events_endpoint=events_endpoint))
     config = uvicorn.Config(
-        create_app(),
+        create_app(emulator),
         log_config=None,
         lifespan="off",
         access_log=False,
@@ -167,4 +174,5 @@ async def embedded_chime(sock: socket.socket) -> AsyncIterator[str]:
         yield url
     finally:
         await running.stop()
+        await emulator.aclose()
         log.info("platform.chime_stopped")

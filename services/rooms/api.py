@@ -31,7 +31,9 @@ class RoomOut(BaseModel):
     start_at: int = Field(description="Epoch seconds, UTC.")
     end_at: int = Field(description="Epoch seconds, UTC.")
     status: str = Field(description="scheduled, active, ended or cancelled.")
-    attendee_count: int
+    attendee_count: int = Field(
+        description="Attendees connected to the room's meeting now (Chime's meeting events)."
+    )
 
 
 class RoomList(BaseModel):
@@ -51,6 +53,9 @@ class AttendeeOut(BaseModel):
     attendee_id: str
     meeting_id: str
     joined_at: int
+    connected: bool = Field(
+        description="Chime says this attendee's client is connected to the meeting now."
+    )
 
 
 class AttendeeList(BaseModel):
@@ -95,7 +100,11 @@ async def leave_room(room_id: RoomId, attendance: AttendanceDep, user: CurrentUs
     return Response(status_code=204)
 
 
-@router.get("/{room_id}/attendees", summary="Who has joined the room and not left")
+@router.get(
+    "/{room_id}/attendees",
+    summary="Who has joined the room and not left, and who of them is connected",
+    responses={404: {"description": "Unknown room"}},
+)
 async def list_attendees(
     room_id: RoomId, attendance: AttendanceDep, _: CurrentUser
 ) -> AttendeeList:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from prometheus_client import Counter, Histogram
@@ -224,10 +224,17 @@ class Attendance:
             log.info("attendee.concurrent_leave", room_id=room_id)
 
     async def attendees(self, room_id: str) -> list[AttendeeRecord]:
-        records = await self.store.attendees(room_id)
-        if not records and await self.store.room(room_id) is None:
+        """Who has joined and not left, each with whether Chime says they are
+        connected to the room's current meeting."""
+        room = await self.store.room(room_id)
+        if room is None:
             raise RoomNotFound(f"no room {room_id}")
-        return records
+        records = await self.store.attendees(room_id)
+        if room.meeting_id is None:
+            return records
+        presence = await self.store.presence(room.meeting_id)
+        connected = {p.attendee_id for p in presence if p.connected}
+        return [replace(r, connected=r.attendee_id in connected) for r in records]
 
 
 @dataclass(eq=False)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from shared.errors import Conflict, NotFound, ServiceUnavailable
-from shared.events import Producer
+from shared.events import Producer, RoomUpdated
 
 SCHEDULED, ACTIVE, ENDED, CANCELLED = "scheduled", "active", "ended", "cancelled"
 TERMINAL = (ENDED, CANCELLED)
@@ -86,7 +86,8 @@ class Room:
     media_region: str = ""
     start_at: int = 0
     end_at: int = 0
-    attendee_count: int = 0
+    attendee_count: int = 0  # connected attendees of its meeting (Chime's events)
+    presence_version: int = 0  # grows with every change of the count
     meeting: dict[str, Any] | None = None
     meeting_generation: int = 0
     lease_owner: str | None = None
@@ -119,6 +120,19 @@ class Room:
             "attendee_count": max(0, self.attendee_count),
         }
 
+    def updated(self) -> RoomUpdated:
+        """The landing page's view of this room, as an event (an ended or
+        cancelled room shows nobody)."""
+        return RoomUpdated.model_validate(
+            {
+                "room_id": self.room_id,
+                "title": self.title,
+                "status": self.status,
+                "attendee_count": 0 if self.status in TERMINAL else max(0, self.attendee_count),
+                "version": self.presence_version,
+            }
+        )
+
 
 @dataclass(frozen=True)
 class AttendeeRecord:
@@ -127,6 +141,7 @@ class AttendeeRecord:
     meeting_id: str
     attendee: dict[str, Any]
     joined_at: int
+    connected: bool = False  # as Chime's events say (not stored with the row)
 
     @property
     def attendee_id(self) -> str:
@@ -138,6 +153,7 @@ class AttendeeRecord:
             "attendee_id": self.attendee_id,
             "meeting_id": self.meeting_id,
             "joined_at": self.joined_at,
+            "connected": self.connected,
         }
 
 

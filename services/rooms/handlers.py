@@ -3,26 +3,34 @@
 Each handled event writes its state and its inbox record in one
 TransactWriteItems (`RoomStore.apply`). A change the row has
 already moved past (an out-of-order or stale event) records only the inbox
-row. Ending a room also deletes its Chime meeting, on every delivery.
+row. Ending a room also deletes its Chime meeting, on every delivery. A
+change the landing page shows (activated, ended, cancelled) is announced as
+RoomUpdated in the same transaction.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 from shared.clock import Clock
 from shared.events import (
     AttendeeJoined,
     AttendeeLeft,
+    AttendeePresenceChanged,
     Envelope,
+    EventData,
+    MeetingEnded,
     MeetingStarted,
     RoomActivated,
     RoomCancelled,
     RoomEnded,
     RoomScheduled,
+    RoomUpdated,
 )
 from shared.logging import get_logger
 from shared.topology import HandlerTable
 
-from .domain import ACTIVE, CANCELLED, ENDED, SCHEDULED, Lifecycle, RoomDetails
+from .domain import ACTIVE, CANCELLED, ENDED, SCHEDULED, Lifecycle, Room, RoomDetails, announce
 from .meetings import close_meeting
 from .ports import MeetingGateway, RoomStore
 
@@ -42,8 +50,12 @@ def _details(event: RoomScheduled | RoomActivated) -> RoomDetails:
     )
 
 
-async def _apply(rooms: RoomStore, envelope: Envelope, change: Lifecycle) -> None:
-    applied = await rooms.apply(change, once=(SCHEDULE_QUEUE, envelope.event_id))
+async def _apply(
+    rooms: RoomStore, envelope: Envelope, change: Lifecycle, shown: Room | None = None
+) -> None:
+    """`shown`: the room as the landing page shows it once the change applied."""
+    events = [] if shown is None else [announce(shown.updated())]
+    applied = await rooms.apply(change, once=(SCHEDULE_QUEUE, envelope.event_id), events=events)
     log.info("room.event", room_id=change.room_id, status=change.status, applied=applied)
 
 
@@ -67,9 +79,9 @@ async def on_room_activated(
     event: RoomActivated, envelope: Envelope, *, rooms: RoomStore, retention_seconds: int
 ) -> None:
     expires_at = event.end_at + retention_seconds
-    await _apply(
-        rooms, envelope, _change(event.room_id, ACTIVE, envelope, expires_at, _details(event))
-    )
+    change = _change(event.room_id, ACTIVE, envelope, expires_at, _details(event))
+    shown = Room(event.room_id, ACTIVE, title=event.title)  # nobody is connected yet
+    await _apply(rooms, envelope, change, shown)
 
 
 FINISHED: dict[type[RoomEnded | RoomCancelled], str] = {RoomEnded: ENDED, RoomCancelled: CANCELLED}
@@ -88,16 +100,16 @@ async def on_room_finished(
     every delivery, so a DeleteMeeting that failed is retried)."""
     expires_at = int(clock()) + retention_seconds
     status = FINISHED[type(event)]
-    await _apply(rooms, envelope, _change(event.room_id, status, envelope, expires_at, None))
+    room = await rooms.room(event.room_id)
+    shown = None if room is None else replace(room, status=status)
+    await _apply(rooms, envelope, _change(event.room_id, status, envelope, expires_at, None), shown)
     await close_meeting(event.room_id, store=rooms, chime=chime)
 
 
-async def on_attendance(
-    event: MeetingStarted | AttendeeJoined | AttendeeLeft, envelope: Envelope
-) -> None:
+async def on_attendance(event: EventData, envelope: Envelope) -> None:
     """rooms' own attendance events are bound to this queue so that every
-    publish is routable; the landing page's count moves in the join's and the
-    leave's own transaction, so there is nothing left to do here."""
+    publish is routable; the state they announce moved in the transaction
+    that announced them, so there is nothing left to do here."""
 
 
 HANDLERS: HandlerTable = {
@@ -111,5 +123,8 @@ HANDLERS: HandlerTable = {
         MeetingStarted: on_attendance,
         AttendeeJoined: on_attendance,
         AttendeeLeft: on_attendance,
+        AttendeePresenceChanged: on_attendance,
+        MeetingEnded: on_attendance,
+        RoomUpdated: on_attendance,
     },
 }

@@ -8,6 +8,7 @@ from typing import Any, Protocol
 
 from shared.events import Envelope
 
+from .chime_events import PresenceChange, PresenceRecord
 from .domain import Applied, AttendeeRecord, Lifecycle, Room
 
 Meeting = dict[str, Any]  # Chime's `Meeting` object, exactly as CreateMeeting returns it
@@ -21,6 +22,56 @@ class AttendeeWrite:
     expires_at: int
     replaces: str | None  # the attendee id read (None: there was no row)
     events: Sequence[Envelope]
+
+
+@dataclass(frozen=True)
+class MeetingRef:
+    """Which room a Chime meeting was created for (kept after it ended)."""
+
+    meeting_id: str
+    room_id: str
+    ended: bool = False
+
+
+@dataclass(frozen=True)
+class PresenceWrite:
+    """What Chime's events of one meeting changed, to write in one transaction,
+    on condition that nothing it read has moved since."""
+
+    room: Room  # as read
+    meeting_id: str
+    changes: Sequence[PresenceChange]  # one per attendee: first `before`, last `after`
+    attendee_count: int | None  # the room's new count (None: it does not move)
+    end_meeting: bool  # Chime ended the room's current meeting: forget it
+    meeting_ended: bool  # Chime ended this meeting (current or not): remember that
+    events: Sequence[Envelope]
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One message of the meeting-events queue."""
+
+    message_id: str
+    body: str
+    receipt: str
+    receive_count: int
+
+
+class MeetingEventQueue(Protocol):
+    """The SQS queue EventBridge delivers Chime's meeting events to."""
+
+    async def receive(self) -> list[Delivery]:
+        """Up to a batch of messages, waiting for them (long polling)."""
+        ...
+
+    async def delete(self, deliveries: Sequence[Delivery]) -> None:
+        """Done with these (after their changes committed)."""
+        ...
+
+    async def retry_soon(self, delivery: Delivery) -> None:
+        """Visible again at once: the queue's redrive policy counts the receive and
+        moves a message that keeps failing to its dead-letter queue."""
+        ...
 
 
 class MeetingGone(Exception):
@@ -84,12 +135,33 @@ class RoomStore(Protocol):
 
     async def attendees(self, room_id: str) -> list[AttendeeRecord]: ...
 
+    # --- presence (Chime's meeting events) ------------------------------------
+
+    async def meeting_presence(
+        self, meeting_id: str, attendee_ids: Sequence[str]
+    ) -> tuple[MeetingRef | None, dict[str, PresenceRecord]]:
+        """The meeting's room and these attendees' presence, in one round trip."""
+        ...
+
+    async def presence(self, meeting_id: str) -> list[PresenceRecord]:
+        """Every attendee of the meeting that rooms created."""
+        ...
+
+    async def save_presence(self, write: PresenceWrite) -> bool:
+        """The changes, the room's count and the events in one transaction; False
+        (nothing written) when a presence row or the room's count moved since
+        they were read, or the room's meeting is no longer this one."""
+        ...
+
     # --- the scheduler's events --------------------------------------------
 
-    async def apply(self, change: Lifecycle, *, once: EventKey) -> Applied:
+    async def apply(
+        self, change: Lifecycle, *, once: EventKey, events: Sequence[Envelope] = ()
+    ) -> Applied:
         """Move the room to `change.status` unless it has moved past it (a
         terminal state wins; an older RoomScheduled never overwrites a newer
-        one), with the inbox record in the same transaction."""
+        one), with the inbox record and `events` (only if applied) in the same
+        transaction."""
         ...
 
     async def forget_meeting(self, room_id: str, meeting_id: str) -> None:
@@ -116,23 +188,24 @@ class RoomStore(Protocol):
         generation: int,
         events: Sequence[Envelope],
     ) -> bool:
-        """Record the new meeting: False (nothing written) unless this caller
-        still holds the lease and the room is still active."""
+        """Record the new meeting (and which room it is for), its count at 0:
+        False (nothing written) unless this caller still holds the lease and
+        the room is still active."""
         ...
 
     # --- attendees -----------------------------------------------------------
 
     async def save_attendees(self, writes: Sequence[AttendeeWrite]) -> set[str]:
-        """Each user's attendee row with its events, in as few transactions as
-        fit (up to 100 items each), the room's attendee count moved in the same
-        transaction. A row is written only if it is still the one the caller
-        read (`replaces`); returns the users whose row a concurrent join wrote
-        first (those are left as they are)."""
+        """Each user's attendee row and its presence row (not connected yet) with
+        their events, in as few transactions as fit (up to 100 items each). A
+        row is written only if it is still the one the caller read
+        (`replaces`); returns the users whose row a concurrent join wrote first
+        (those are left as they are)."""
         ...
 
     async def remove_attendee(
         self, room_id: str, user_id: str, attendee_id: str, events: Sequence[Envelope]
     ) -> bool:
-        """The row gone and the room's count down by one, with the events; False
-        when the row is no longer that attendee (a concurrent leave)."""
+        """The row gone, with the events; False when the row is no longer that
+        attendee (a concurrent leave). The count moves with Chime's events."""
         ...

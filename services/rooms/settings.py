@@ -52,6 +52,43 @@ class RoomsSettings(BelfrySettings):
         description="How long a join may wait for the account-wide Chime budget; a join "
         "that gets no slot by then answers 503 `chime_busy` with Retry-After.",
     )
+    rooms_meeting_events_queue: str | None = Field(
+        None,
+        description="URL or name of the SQS queue that an EventBridge rule delivers Chime's "
+        "meeting events to (deploy/aws/meeting-events.yaml). Unset and not provisioned: "
+        "rooms does not poll, and `attendee_count` (connected attendees) stays 0.",
+    )
+    rooms_meeting_events_provision: bool = Field(
+        False,
+        description="Create the queue (default name `<table prefix>-rooms-meeting-events`), "
+        "its dead-letter queue and the EventBridge rule at start-up: for local runs "
+        "against moto server; on AWS they are infrastructure.",
+    )
+    rooms_meeting_events_bus: str = Field(
+        "default",
+        description="The EventBridge bus the rule is created on when provisioning (Chime "
+        "publishes to the account's default bus).",
+    )
+    rooms_meeting_events_pollers: int = Field(
+        2, ge=1, le=16, description="Concurrent long polls of the meeting-events queue."
+    )
+    rooms_meeting_events_wait_seconds: int = Field(
+        10, ge=0, le=20, description="SQS long-poll wait (WaitTimeSeconds) of each receive."
+    )
+    rooms_meeting_events_visibility_seconds: int = Field(
+        30,
+        ge=1,
+        le=43200,
+        description="SQS visibility timeout of a received message: how soon one whose "
+        "change failed comes back.",
+    )
+    rooms_meeting_events_max_receives: int = Field(
+        3,
+        ge=1,
+        le=1000,
+        description="When provisioning: receives after which the redrive policy moves a "
+        "message to the dead-letter queue.",
+    )
     rooms_outbox_relay_seconds: float = Field(
         1.0, gt=0, description="Interval of the outbox relay sweep."
     )

@@ -207,7 +207,16 @@ class Client:
 
     @property
     def cursor(self) -> str:
-        return str(self.frames[-1]["cursor"])
+        """The cursor of the last feed frame (ephemeral frames carry none)."""
+        return str([f for f in self.frames if "cursor" in f][-1]["cursor"])
+
+    def rooms(self, room_id: str) -> list[dict[str, Any]]:
+        """The `room.updated` data received for one room, in order."""
+        return [
+            f["data"]
+            for f in self.frames
+            if f["type"] == "room.updated" and f["data"]["room_id"] == room_id
+        ]
 
     async def wait_for(
         self, predicate: Callable[[list[dict[str, Any]]], bool], timeout: float = 15.0

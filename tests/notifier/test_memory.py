@@ -1,5 +1,6 @@
 """The notifier on the in-process bus (the one-process `make run`), with moto
-server and the Chime emulator: frames arrive, a lazy join happens."""
+server and the Chime emulator: frames arrive, `room.updated` too, a lazy join
+happens."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from services.notifier.bootstrap import definition
 from services.notifier.settings import NotifierSettings
 from shared.auth import mint_local_token
 from shared.bus import MemoryBroker, create_bus
+from shared.events import Producer, RoomUpdated
 from shared.service import create_platform_app
 from tests.notifier.conftest import Chat, World, ws_client, ws_url
 from tests.support import serving
@@ -41,6 +43,13 @@ async def test_the_notifier_works_on_the_memory_bus(
             )
             assert m1.of("message.posted")[0]["data"]["content"] == "hello"
             assert m2.of("message.posted") == []  # not a member of c1's customer channel
+            room = RoomUpdated(
+                room_id="r1", title="Office hours", status="active", attendee_count=3, version=1
+            )
+            await bus.publish(Producer("rooms")(room))
+            await m1.wait_for(lambda f: m1.rooms("r1") != [])
+            await m2.wait_for(lambda f: m2.rooms("r1") != [])
+            assert m1.rooms("r1") == m2.rooms("r1") == [room.model_dump(exclude={"version"})]
         # the token in a first frame instead of the query string
         token = mint_local_token(settings, "c1", ["customer"])
         async with connect(ws_url(base)) as ws:

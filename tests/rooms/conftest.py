@@ -28,7 +28,14 @@ from shared.inbox import INBOX_TABLE, Inbox
 from shared.service import create_platform_app, provided_by
 from tests.support import isolated, lifespan_client, wait_until
 
-ANNOUNCED = ("room.meeting_started", "room.attendee_joined", "room.attendee_left")
+ANNOUNCED = (
+    "room.meeting_started",
+    "room.attendee_joined",
+    "room.attendee_left",
+    "room.attendee_presence_changed",
+    "room.meeting_ended",
+    "room.updated",
+)
 
 
 @dataclass

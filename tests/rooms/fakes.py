@@ -13,10 +13,12 @@ way one DynamoDB request is.
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
+from services.rooms.chime_events import PresenceRecord
 from services.rooms.domain import (
     ACTIVE,
     SCHEDULED,
@@ -31,9 +33,12 @@ from services.rooms.ports import (
     Attendee,
     AttendeeRefused,
     AttendeeWrite,
+    Delivery,
     EventKey,
     Meeting,
     MeetingGone,
+    MeetingRef,
+    PresenceWrite,
 )
 from shared.events import Envelope
 
@@ -132,6 +137,9 @@ class FakeRoomStore:
         self.attendee_rows: dict[AttendeeKey, AttendeeRecord] = {}
         self.attendee_expiry: dict[AttendeeKey, int] = {}
         self.attendee_batches: list[int] = []  # rows per save_attendees call
+        self.meetings: dict[str, MeetingRef] = {}  # the presence table's markers
+        self.presence_rows: dict[tuple[str, str], PresenceRecord] = {}  # (meeting, attendee)
+        self.presence_writes: list[PresenceWrite] = []  # every save_presence that went through
         self.inbox: dict[EventKey, Applied] = {}
         self.handled: list[tuple[EventKey, Applied]] = []
         self.published: list[Envelope] = []
@@ -187,9 +195,11 @@ class FakeRoomStore:
         self.handled.append((once, applied))
         return applied
 
-    async def apply(self, change: Lifecycle, *, once: EventKey) -> Applied:
+    async def apply(
+        self, change: Lifecycle, *, once: EventKey, events: Sequence[Envelope] = ()
+    ) -> Applied:
         await self._turn("apply")
-        return self._once(once, lambda: self._lifecycle(change))
+        return self._once(once, lambda: self._lifecycle(change) and self._commit(events))
 
     def _lifecycle(self, change: Lifecycle) -> bool:
         room_id, row = change.room_id, self.rooms.get(change.room_id)
@@ -225,10 +235,46 @@ class FakeRoomStore:
         self.rooms[room_id] = row
         return True
 
-    def _count(self, room_id: str, delta: int) -> None:
-        """The room's attendee count, moved in the same write as the rows."""
-        row = self.rooms[room_id]
-        self.rooms[room_id] = replace(row, attendee_count=row.attendee_count + delta)
+    # --- presence ----------------------------------------------------------------
+
+    async def meeting_presence(
+        self, meeting_id: str, attendee_ids: Sequence[str]
+    ) -> tuple[MeetingRef | None, dict[str, PresenceRecord]]:
+        await self._turn("meeting_presence")
+        rows = {a: self.presence_rows.get((meeting_id, a)) for a in attendee_ids}
+        return self.meetings.get(meeting_id), {a: r for a, r in rows.items() if r is not None}
+
+    async def presence(self, meeting_id: str) -> list[PresenceRecord]:
+        await self._turn("presence")
+        return [r for (m, _), r in sorted(self.presence_rows.items()) if m == meeting_id]
+
+    async def save_presence(self, write: PresenceWrite) -> bool:
+        """All or nothing, on the adapter's conditions: every presence row as
+        read, and (when the count moves) the room's meeting and version as read."""
+        await self._turn("save_presence")
+        for change in write.changes:
+            key = (change.after.meeting_id, change.after.attendee_id)
+            current = self.presence_rows.get(key)
+            if current is None or current.order != change.before.order:
+                return False
+        row = self.rooms.get(write.room.room_id)
+        moves = write.attendee_count is not None or write.end_meeting
+        if moves and (
+            row is None
+            or row.meeting_id != write.meeting_id
+            or row.presence_version != write.room.presence_version
+        ):
+            return False
+        for change in write.changes:
+            self.presence_rows[(change.after.meeting_id, change.after.attendee_id)] = change.after
+        if moves and row is not None:
+            count = row.attendee_count if write.attendee_count is None else write.attendee_count
+            row = replace(row, attendee_count=count, presence_version=row.presence_version + 1)
+            self.rooms[row.room_id] = replace(row, meeting=None) if write.end_meeting else row
+        if write.meeting_ended:
+            self.meetings[write.meeting_id] = replace(self.meetings[write.meeting_id], ended=True)
+        self.presence_writes.append(write)
+        return self._commit(write.events)
 
     async def forget_meeting(self, room_id: str, meeting_id: str) -> None:
         await self._turn("forget_meeting")
@@ -277,7 +323,10 @@ class FakeRoomStore:
             meeting_generation=generation,
             lease_owner=None,
             lease_until=0,
+            attendee_count=0,
+            presence_version=row.presence_version + 1,
         )
+        self.meetings[str(meeting["MeetingId"])] = MeetingRef(str(meeting["MeetingId"]), room_id)
         return self._commit(events)
 
     # --- attendees -------------------------------------------------------------
@@ -300,8 +349,9 @@ class FakeRoomStore:
                 continue
             self.attendee_rows[key] = record
             self.attendee_expiry[key] = write.expires_at
-            if write.replaces is None:
-                self._count(record.room_id, 1)
+            self.presence_rows[(record.meeting_id, record.attendee_id)] = PresenceRecord(
+                record.meeting_id, record.attendee_id, record.room_id, record.user_id
+            )
             self._commit(write.events)
         return raced
 
@@ -315,7 +365,6 @@ class FakeRoomStore:
             return False
         del self.attendee_rows[key]
         self.attendee_expiry.pop(key, None)
-        self._count(room_id, -1)
         return self._commit(events)
 
     # --- for tests ---------------------------------------------------------------
@@ -325,3 +374,67 @@ class FakeRoomStore:
 
     def of_type(self, event_type: str) -> list[Envelope]:
         return [e for e in self.published if e.type == event_type]
+
+
+def chime_event(
+    event_type: str,
+    meeting_id: str,
+    attendee_id: str | None = None,
+    *,
+    at_ms: int,
+    event_id: str | None = None,
+) -> str:
+    """An SQS message body as EventBridge delivers a Chime meeting event."""
+    detail: dict[str, object] = {
+        "version": "0",
+        "eventType": event_type,
+        "timestamp": at_ms,
+        "meetingId": meeting_id,
+        "externalMeetingId": "r1",
+        "mediaRegion": "us-east-1",
+    }
+    if attendee_id is not None:
+        detail.update(attendeeId=attendee_id, externalUserId="someone")
+    return json.dumps(
+        {
+            "version": "0",
+            "id": event_id or str(uuid.uuid4()),
+            "detail-type": "Chime Meeting State Change",
+            "source": "aws.chime",
+            "account": "123456789012",
+            "time": "2026-12-03T09:00:00Z",
+            "region": "us-east-1",
+            "resources": [],
+            "detail": detail,
+        }
+    )
+
+
+@dataclass
+class FakeQueue:
+    """A `MeetingEventQueue`: what the test puts in comes out of `receive`, in
+    batches of 10; `deleted` and `retried` record what the use case did."""
+
+    waiting: list[Delivery] = field(default_factory=list)
+    deleted: list[Delivery] = field(default_factory=list)
+    retried: list[Delivery] = field(default_factory=list)
+    fail_receives: int = 0
+
+    def put(self, *bodies: str) -> list[Delivery]:
+        new = [Delivery(str(uuid.uuid4()), body, str(uuid.uuid4()), 1) for body in bodies]
+        self.waiting.extend(new)
+        return new
+
+    async def receive(self) -> list[Delivery]:
+        await asyncio.sleep(0)
+        if self.fail_receives:
+            self.fail_receives -= 1
+            raise ConnectionError("SQS is unreachable")
+        batch, self.waiting = self.waiting[:10], self.waiting[10:]
+        return batch
+
+    async def delete(self, deliveries: Sequence[Delivery]) -> None:
+        self.deleted.extend(deliveries)
+
+    async def retry_soon(self, delivery: Delivery) -> None:
+        self.retried.append(delivery)

@@ -70,11 +70,11 @@ async def test_fifty_concurrent_first_joins_create_one_meeting_and_fifty_attende
     )
     assert len(rooms.of_type("MeetingStarted", room_id)) == 1
 
-    async def counted() -> bool:
-        page = (await rooms.client.get("/rooms", headers=rooms.auth("viewer"))).json()
-        return any(r["room_id"] == room_id and r["attendee_count"] == 50 for r in page["rooms"])
-
-    await wait_until(counted, timeout=15, message="attendee_count 50 on the landing page")
+    # joined, not connected: the landing page counts connected attendees
+    # (Chime's meeting events, tests/rooms/test_meeting_events.py)
+    assert not any(a["connected"] for a in listing.json()["attendees"])
+    room = await rooms.client.get(f"/rooms/{room_id}", headers=rooms.auth("viewer"))
+    assert room.json()["attendee_count"] == 0
 
 
 async def test_a_user_who_joins_again_gets_the_same_attendee(rooms: Rooms) -> None:
@@ -158,7 +158,6 @@ async def test_leave_deletes_the_attendee_and_announces_it(rooms: Rooms) -> None
     await wait_until(lambda: len(rooms.of_type("AttendeeLeft", room_id)) == 1)
     event = rooms.of_type("AttendeeLeft", room_id)[0].data
     assert event.attendee_id == joined["Attendee"]["AttendeeId"]  # type: ignore[attr-defined]
-    await rooms.handled(room_id, lambda r: r.attendee_count == 1)
     # Leaving again is fine; leaving a room that never existed is not.
     again = await rooms.client.post(f"/rooms/{room_id}/leave", headers=rooms.auth("ada"))
     assert again.status_code == 204

@@ -335,8 +335,9 @@ async def test_the_end_of_a_room_deletes_its_meeting(
     assert world.chime.deleted == [meeting_id]
 
 
-async def test_the_count_moves_with_the_rows_not_with_the_events(world: World) -> None:
-    """Joins and leaves move the count in their own write; rooms' attendance
+async def test_joins_leaves_and_rooms_own_events_do_not_move_the_count(world: World) -> None:
+    """The count is of connected attendees: only Chime's meeting events move it
+    (tests/rooms/test_presence.py); joining, leaving and rooms' own attendance
     events, redelivered or not, change nothing."""
     attendance = world.subscriptions()["rooms.attendance"]
     await world.activate()
@@ -348,12 +349,11 @@ async def test_the_count_moves_with_the_rows_not_with_the_events(world: World) -
     assert world.store.rooms["r1"].attendee_count == 0
 
     await world.attendance.join("r1", "ada")
-    await world.attendance.join("r1", "ada")  # the same attendee: not counted again
     await world.attendance.join("r1", "bob")
-    assert world.store.rooms["r1"].attendee_count == 2
     await world.attendance.leave("r1", "ada")
-    await world.attendance.leave("r1", "ada")
-    assert world.store.rooms["r1"].attendee_count == 1
+    assert world.store.rooms["r1"].attendee_count == 0
+    listed = await world.attendance.attendees("r1")
+    assert [(r.user_id, r.connected) for r in listed] == [("bob", False)]
 
 
 # --- the fake itself ---------------------------------------------------------------

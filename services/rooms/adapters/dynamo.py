@@ -8,6 +8,7 @@ then answered as `room_busy` (503).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
@@ -25,18 +26,27 @@ from shared.dynamo import (
 from shared.events import Envelope
 from shared.store import Store
 
+from ..chime_events import PresenceRecord
 from ..domain import ACTIVE, LISTED, Applied, AttendeeRecord, Lifecycle, Room, room_busy
-from ..ports import AttendeeWrite, EventKey, Meeting
+from ..ports import AttendeeWrite, EventKey, Meeting, MeetingRef, PresenceWrite
 from .rows import (
     ATTENDEES_TABLE,
+    MEETING_MARKER,
+    PRESENCE_TABLE,
     ROOMS_TABLE,
     attendee_delete,
     attendee_from_item,
     attendee_key,
     attendee_put,
-    count_item,
     lifecycle_item,
+    marker_ended_item,
+    marker_put,
     meeting_item,
+    presence_count_item,
+    presence_from_item,
+    presence_key,
+    presence_put,
+    presence_update,
     room_from_item,
     room_key,
 )
@@ -46,6 +56,9 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+# A meeting lasts at most 24 h; Chime's events about it come within that.
+MARKER_SECONDS = 3 * 86400
+
 
 class DynamoRooms:
     def __init__(self, client: DynamoDBClient, store: Store, names: Mapping[str, str]) -> None:
@@ -53,6 +66,7 @@ class DynamoRooms:
         self._store = store
         self.rooms = names[ROOMS_TABLE.suffix]
         self.attendees_table = names[ATTENDEES_TABLE.suffix]
+        self.presence_table = names[PRESENCE_TABLE.suffix]
 
     # --- reads -------------------------------------------------------------------
 
@@ -111,14 +125,62 @@ class DynamoRooms:
         )
         return [attendee_from_item(i) for i in items]
 
+    # --- presence ----------------------------------------------------------------
+
+    async def meeting_presence(
+        self, meeting_id: str, attendee_ids: Sequence[str]
+    ) -> tuple[MeetingRef | None, dict[str, PresenceRecord]]:
+        wanted = [MEETING_MARKER, *dict.fromkeys(attendee_ids)]
+        found = await batch_get(
+            self._client, {self.presence_table: [presence_key(meeting_id, a) for a in wanted]}
+        )
+        meeting: MeetingRef | None = None
+        records: dict[str, PresenceRecord] = {}
+        for item in found[self.presence_table]:
+            record = presence_from_item(item)
+            if record.attendee_id == MEETING_MARKER:
+                meeting = MeetingRef(meeting_id, record.room_id, bool(item.get("ended")))
+            else:
+                records[record.attendee_id] = record
+        return meeting, records
+
+    async def presence(self, meeting_id: str) -> list[PresenceRecord]:
+        items = await query_all(
+            self._client,
+            TableName=self.presence_table,
+            KeyConditionExpression="meeting_id = :meeting",
+            ExpressionAttributeValues={":meeting": {"S": meeting_id}},
+        )
+        records = (presence_from_item(i) for i in items)
+        return [r for r in records if r.attendee_id != MEETING_MARKER]
+
+    async def save_presence(self, write: PresenceWrite) -> bool:
+        items = [presence_update(self.presence_table, c) for c in write.changes]
+        if write.attendee_count is not None or write.end_meeting:
+            count = (
+                write.room.attendee_count if write.attendee_count is None else write.attendee_count
+            )
+            items.append(
+                presence_count_item(
+                    self.rooms, write.room, write.meeting_id, count, end_meeting=write.end_meeting
+                )
+            )
+        if write.meeting_ended:
+            items.append(marker_ended_item(self.presence_table, write.meeting_id))
+        return await self._write(items, write.events)
+
     # --- the scheduler's events ----------------------------------------------------
 
-    async def apply(self, change: Lifecycle, *, once: EventKey) -> Applied:
-        return await self._once(lifecycle_item(self.rooms, change), once)
+    async def apply(
+        self, change: Lifecycle, *, once: EventKey, events: Sequence[Envelope] = ()
+    ) -> Applied:
+        return await self._once(lifecycle_item(self.rooms, change), once, events)
 
-    async def _once(self, item: TransactItem, once: EventKey) -> Applied:
+    async def _once(
+        self, item: TransactItem, once: EventKey, events: Sequence[Envelope] = ()
+    ) -> Applied:
         try:
-            applied = await _busy(lambda: self._store.commit([item], once=once))
+            applied = await _busy(lambda: self._store.commit([item], once=once, events=events))
         except ConditionFailed:  # the row has moved past this event: record it only
             recorded = await _busy(lambda: self._store.commit(once=once))
             return "superseded" if recorded else "duplicate"
@@ -178,8 +240,16 @@ class DynamoRooms:
         generation: int,
         events: Sequence[Envelope],
     ) -> bool:
-        item = meeting_item(self.rooms, room_id, owner, meeting, generation)
-        return await self._write([item], events)
+        items = [
+            meeting_item(self.rooms, room_id, owner, meeting, generation),
+            marker_put(
+                self.presence_table,
+                room_id,
+                str(meeting["MeetingId"]),
+                int(time.time()) + MARKER_SECONDS,
+            ),
+        ]
+        return await self._write(items, events)
 
     # --- attendees -------------------------------------------------------------
 
@@ -195,23 +265,17 @@ class DynamoRooms:
         return not_written
 
     def _attendee_items(self, writes: Sequence[AttendeeWrite]) -> list[TransactItem]:
-        """The rows, and the room's attendee count moved by the new attendees
-        among them (a replaced attendee is the same person)."""
-        items = [
-            attendee_put(self.attendees_table, w.record, w.expires_at, w.replaces) for w in writes
-        ]
-        joined = sum(1 for w in writes if w.replaces is None)
-        if joined:
-            items.append(count_item(self.rooms, writes[0].record.room_id, joined))
+        """Each user's attendee row and the new attendee's presence row."""
+        items = []
+        for w in writes:
+            items.append(attendee_put(self.attendees_table, w.record, w.expires_at, w.replaces))
+            items.append(presence_put(self.presence_table, w.record, w.expires_at))
         return items
 
     async def remove_attendee(
         self, room_id: str, user_id: str, attendee_id: str, events: Sequence[Envelope]
     ) -> bool:
-        items = [
-            attendee_delete(self.attendees_table, room_id, user_id, attendee_id),
-            count_item(self.rooms, room_id, -1),
-        ]
+        items = [attendee_delete(self.attendees_table, room_id, user_id, attendee_id)]
         return await self._write(items, events)
 
     async def _write(self, items: list[TransactItem], events: Sequence[Envelope]) -> bool:
@@ -224,9 +288,9 @@ class DynamoRooms:
 
 
 def _chunks(writes: Sequence[AttendeeWrite]) -> list[list[AttendeeWrite]]:
-    """Writes grouped into transactions of at most 100 items: a row each, and
-    the room's count and the outbox row (every event of the transaction) once."""
-    per_transaction = MAX_TRANSACT_ITEMS - 2
+    """Writes grouped into transactions of at most 100 items: two rows each, and
+    the outbox row (every event of the transaction) once."""
+    per_transaction = (MAX_TRANSACT_ITEMS - 1) // 2
     return [list(writes[i : i + per_transaction]) for i in range(0, len(writes), per_transaction)]
 
 

@@ -7,6 +7,11 @@ Active rooms carry `listed` = "active" and `list_key` = `<end_at>#<room_id>`,
 so the landing page is a keyed Query on the sparse `listed` index that skips
 ended rooms by key (TTL deletes late; the key range does not care).
 `attendees`: one row per (room, user) with the Chime `Attendee`.
+`presence`: per Chime meeting (hash `meeting_id`), one row per attendee that
+rooms created (`attendee_id`: its room and user, whether it is connected, the
+order of the last Chime event applied) and one marker row (`attendee_id` =
+"~meeting": the meeting's room, and whether Chime ended it), so that a Chime
+event, which names only the meeting and the attendee, is placed by key.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Any
 
 from shared.dynamo import Index, TableSpec, TransactItem, from_item, to_item
 
+from ..chime_events import PresenceChange, PresenceRecord
 from ..domain import ACTIVE, CANCELLED, ENDED, LISTED, SCHEDULED, AttendeeRecord, Lifecycle, Room
 
 ROOMS_TABLE = TableSpec(
@@ -29,7 +35,11 @@ ROOMS_TABLE = TableSpec(
 ATTENDEES_TABLE = TableSpec(
     "attendees", hash_key="room_id", range_key="user_id", ttl_attribute="expires_at"
 )
-TABLES = (ROOMS_TABLE, ATTENDEES_TABLE)
+PRESENCE_TABLE = TableSpec(
+    "presence", hash_key="meeting_id", range_key="attendee_id", ttl_attribute="expires_at"
+)
+TABLES = (ROOMS_TABLE, ATTENDEES_TABLE, PRESENCE_TABLE)
+MEETING_MARKER = "~meeting"
 
 
 def list_key(end_at: int, room_id: str) -> str:
@@ -48,6 +58,7 @@ def room_from_item(item: Mapping[str, Any]) -> Room:
         start_at=int(row.get("start_at", 0)),
         end_at=int(row.get("end_at", 0)),
         attendee_count=int(row.get("attendee_count", 0)),
+        presence_version=int(row.get("presence_version", 0)),
         meeting=meeting,
         meeting_generation=int(row.get("meeting_generation", 0)),
         lease_owner=row.get("lease_owner"),
@@ -64,6 +75,22 @@ def attendee_from_item(item: Mapping[str, Any]) -> AttendeeRecord:
         attendee=json.loads(row["attendee"]),
         joined_at=int(row.get("joined_at", 0)),
     )
+
+
+def presence_from_item(item: Mapping[str, Any]) -> PresenceRecord:
+    row = from_item(item)
+    return PresenceRecord(
+        meeting_id=row["meeting_id"],
+        attendee_id=row["attendee_id"],
+        room_id=row["room_id"],
+        user_id=row.get("user_id", ""),
+        connected=bool(row.get("connected", False)),
+        order=int(row.get("presence_order", 0)),
+    )
+
+
+def presence_key(meeting_id: str, attendee_id: str) -> dict[str, Any]:
+    return {"meeting_id": {"S": meeting_id}, "attendee_id": {"S": attendee_id}}
 
 
 def room_key(room_id: str) -> dict[str, Any]:
@@ -137,14 +164,86 @@ def lifecycle_item(table: str, change: Lifecycle) -> TransactItem:
     }
 
 
-def count_item(table: str, room_id: str, delta: int) -> TransactItem:
+def presence_count_item(
+    table: str, room: Room, meeting_id: str, count: int, *, end_meeting: bool
+) -> TransactItem:
+    """The room's count of connected attendees, on condition that it is still
+    the one read (its version) and the room's meeting is still `meeting_id`;
+    `end_meeting`: Chime ended it, the next join creates a new one."""
+    update = "SET attendee_count = :count, presence_version = :next"
+    if end_meeting:
+        update += " REMOVE meeting, meeting_id"
+    values: dict[str, Any] = {
+        ":count": count,
+        ":next": room.presence_version + 1,
+        ":meeting": meeting_id,
+    }
+    if room.presence_version:
+        version = "presence_version = :read"
+        values[":read"] = room.presence_version
+    else:  # a row from before counts were versioned
+        version = "attribute_not_exists(presence_version)"
     return {
         "Update": {
             "TableName": table,
-            "Key": room_key(room_id),
-            "UpdateExpression": "ADD attendee_count :delta",
-            "ConditionExpression": "attribute_exists(room_id)",
-            "ExpressionAttributeValues": {":delta": {"N": str(delta)}},
+            "Key": room_key(room.room_id),
+            "UpdateExpression": update,
+            "ConditionExpression": f"meeting_id = :meeting AND {version}",
+            "ExpressionAttributeValues": to_item(values),
+        }
+    }
+
+
+def presence_put(table: str, record: AttendeeRecord, expires_at: int) -> TransactItem:
+    """A new attendee's presence row: not connected, no event applied yet."""
+    return {
+        "Put": {
+            "TableName": table,
+            "Item": to_item(
+                {
+                    "meeting_id": record.meeting_id,
+                    "attendee_id": record.attendee_id,
+                    "room_id": record.room_id,
+                    "user_id": record.user_id,
+                    "connected": False,
+                    "presence_order": 0,
+                    "expires_at": expires_at,
+                }
+            ),
+            "ConditionExpression": "attribute_not_exists(attendee_id)",
+        }
+    }
+
+
+def marker_put(table: str, room_id: str, meeting_id: str, expires_at: int) -> TransactItem:
+    item = {"meeting_id": meeting_id, "attendee_id": MEETING_MARKER, "room_id": room_id}
+    return {"Put": {"TableName": table, "Item": to_item({**item, "expires_at": expires_at})}}
+
+
+def marker_ended_item(table: str, meeting_id: str) -> TransactItem:
+    return {
+        "Update": {
+            "TableName": table,
+            "Key": presence_key(meeting_id, MEETING_MARKER),
+            "UpdateExpression": "SET ended = :yes",
+            "ConditionExpression": "attribute_exists(attendee_id)",
+            "ExpressionAttributeValues": {":yes": {"BOOL": True}},
+        }
+    }
+
+
+def presence_update(table: str, change: PresenceChange) -> TransactItem:
+    """The attendee's presence moved, on condition that it is still the one read."""
+    after = change.after
+    return {
+        "Update": {
+            "TableName": table,
+            "Key": presence_key(after.meeting_id, after.attendee_id),
+            "UpdateExpression": "SET connected = :connected, presence_order = :order",
+            "ConditionExpression": "presence_order = :read",
+            "ExpressionAttributeValues": to_item(
+                {":connected": after.connected, ":order": after.order, ":read": change.before.order}
+            ),
         }
     }
 
@@ -162,7 +261,8 @@ def meeting_item(
             "TableName": table,
             "Key": room_key(room_id),
             "UpdateExpression": "SET meeting = :meeting, meeting_id = :meeting_id,"
-            " meeting_generation = :generation REMOVE lease_owner, lease_until",
+            " meeting_generation = :generation, attendee_count = :zero"
+            " ADD presence_version :one REMOVE lease_owner, lease_until",
             "ConditionExpression": "lease_owner = :owner AND #status = :active",
             "ExpressionAttributeNames": {"#status": "status"},
             "ExpressionAttributeValues": to_item(
@@ -172,6 +272,8 @@ def meeting_item(
                     ":generation": generation,
                     ":owner": owner,
                     ":active": ACTIVE,
+                    ":zero": 0,
+                    ":one": 1,
                 }
             ),
         }
