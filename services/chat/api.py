@@ -37,7 +37,7 @@ AttachmentsDep = Annotated[Attachments, Depends(provided(Attachments))]
 
 
 async def _caller(people: PeopleDep, user: CurrentUser) -> Caller:
-    return await people.caller(user.user_id, role_of(user.groups))
+    return await people.caller(user.user_id, role_of(user.groups), user.username)
 
 
 Me = Annotated[Caller, Depends(_caller)]
@@ -64,6 +64,16 @@ class AssignmentOut(BaseModel):
     previous_manager_id: str | None = None
     customer_channel: ChannelOut
     managers_channel: ChannelOut
+
+
+class PersonOut(BaseModel):
+    user_id: str
+    username: str
+    role: str
+
+
+class PeopleOut(BaseModel):
+    people: list[PersonOut]
 
 
 class ChannelPage(BaseModel):
@@ -131,6 +141,22 @@ async def assign_manager(
     customer_id: PathId, body: AssignManager, assignments: AssignmentsDep, _: StaffUser, me: Me
 ) -> dict[str, Any]:
     return await assignments.assign(me, customer_id, body.manager_id)
+
+
+@router.get(
+    "/people",
+    response_model=PeopleOut,
+    summary="Whom the caller may mention by username (staff: everyone; customers: managers)",
+)
+async def list_people(people: PeopleDep, me: Me) -> dict[str, Any]:
+    found = await people.directory(me)
+    return {
+        "people": [
+            {"user_id": p.user_id, "username": p.username, "role": p.role}
+            for p in found
+            if p.username
+        ]
+    }
 
 
 @router.get("/channels", response_model=ChannelPage, summary="Channels the caller may see")

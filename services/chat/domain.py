@@ -69,11 +69,13 @@ def role_of(groups: frozenset[str]) -> Role | None:
 
 @dataclass(frozen=True)
 class Person:
-    """Someone chat knows: their role and, once made, their AppInstanceUser ARN."""
+    """Someone chat knows: their role, their username (the token's `username`)
+    and, once made, their AppInstanceUser ARN."""
 
     user_id: str
     role: Role
     arn: str | None = None
+    username: str | None = None
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from typing import Any, Protocol, Self
 
 from shared.events import Envelope
 
-from .domain import Attachment, Channel, Message, Person
+from .domain import Attachment, Channel, Message, Person, Role
 
 
 class ChatChime(Protocol):
@@ -110,7 +110,12 @@ class ChatStore(Protocol):
     async def person(self, user_id: str) -> Person | None: ...
 
     async def save_person(self, person: Person) -> None:
-        """Record the role (and the ARN once known); a known ARN is never forgotten."""
+        """Record the role and the username (and the ARN once known); a known ARN
+        or username is never forgotten."""
+        ...
+
+    async def people_with_role(self, role: Role, limit: int) -> list[Person]:
+        """People chat knows with this role and a username, by username."""
         ...
 
     # channels and memberships

@@ -19,7 +19,7 @@ from services.chat.assignments import Assignments
 from services.chat.attachments import Attachments
 from services.chat.bootstrap import use_cases
 from services.chat.channels import Channels
-from services.chat.domain import Attachment, Caller, Channel, Message, Person, chime_user_id
+from services.chat.domain import Attachment, Caller, Channel, Message, Person, Role, chime_user_id
 from services.chat.messages import Messages
 from services.chat.people import People
 from services.chat.ports import AttachmentStore, ChatChime, ChatStore, ChatWork
@@ -110,7 +110,12 @@ class FakeChatStore:
     async def save_person(self, person: Person) -> None:
         known = self.users.get(person.user_id)
         arn = person.arn or (known.arn if known else None)  # an ARN is never forgotten
-        self.users[person.user_id] = Person(person.user_id, person.role, arn)
+        username = person.username or (known.username if known else None)
+        self.users[person.user_id] = Person(person.user_id, person.role, arn, username)
+
+    async def people_with_role(self, role: Role, limit: int) -> list[Person]:
+        named = [p for p in self.users.values() if p.role == role and p.username]
+        return sorted(named, key=lambda p: p.username or "")[:limit]
 
     # channels and memberships
     async def channel(self, channel_id: str) -> Channel | None:

@@ -368,3 +368,24 @@ async def test_uploads_never_attached_are_swept(world: ChatWorld) -> None:
     assert gone.status_code == 404
     still = await world.http.get(f"/chat/attachments/{kept['attachment_id']}", headers=customer)
     assert still.status_code == 302
+
+
+async def test_the_directory_names_whom_a_caller_may_mention(world: ChatWorld) -> None:
+    c1, c2, m1 = world.person("c"), world.person("c"), world.person("m")
+    await world.assign(c1, m1)
+    for who, role in ((c1, "customer"), (c2, "customer"), (m1, "manager")):
+        seen = await world.http.get("/chat/channels", headers=world.token(who, role))
+        assert seen.status_code == 200  # signing in to chat records the username
+
+    async def named(who: str, role: str) -> dict[str, str]:
+        response = await world.http.get("/chat/people", headers=world.token(who, role))
+        assert response.status_code == 200, response.text
+        return {p["user_id"]: p["role"] for p in response.json()["people"]}
+
+    as_customer = await named(c1, "customer")
+    assert as_customer[m1] == "manager"
+    assert as_customer[c1] == "customer"
+    assert c2 not in as_customer  # a customer never learns about other customers
+    assert {c1: "customer", c2: "customer", m1: "manager"}.items() <= (
+        await named(m1, "manager")
+    ).items()

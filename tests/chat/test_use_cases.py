@@ -247,3 +247,23 @@ async def test_a_join_to_an_unknown_channel_is_rejected() -> None:
         await membership_handler(chat)(a_join(chat, "notifier", "customer-nobody"))
     assert rejected.value.reason == "unknown_channel"
     assert (chat.store.log, chat.store.memberships) == ([], {})
+
+
+# --- the directory (mentions by username) ------------------------------------------------
+
+
+async def test_a_customer_may_address_managers_and_staff_everyone_by_username() -> None:
+    chat = build_chat()
+    await chat.people.caller("c1", "customer", "carl")
+    await chat.people.caller("c2", "customer", "cora")
+    await chat.people.caller("m1", "manager", "mia")
+    await chat.people.caller("m2", "manager", "max")
+    await chat.people.caller("x", "customer")  # no username: not in the directory
+
+    named = [(p.username, p.role) for p in await chat.people.directory(customer("c1"))]
+    assert named == [("carl", "customer"), ("max", "manager"), ("mia", "manager")]
+    everyone = {p.username for p in await chat.people.directory(manager("m1"))}
+    assert everyone == {"carl", "cora", "max", "mia"}
+
+    await chat.people.caller("m1", "manager", "mia.b")  # a new username is recorded
+    assert "mia.b" in {p.username for p in await chat.people.directory(customer("c2"))}

@@ -28,12 +28,13 @@ from shared.dynamo import (
 from shared.pages import query_page
 from shared.store import Store, UnitOfWork
 
-from ..domain import Attachment, Channel, Message, Person
+from ..domain import Attachment, Channel, Message, Person, Role
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
 
-USERS = TableSpec("users", hash_key="user_id")
+# `by_role` is sparse: only people whose username is known (the directory).
+USERS = TableSpec("users", hash_key="user_id", indexes=(Index("by_role", "role", "username"),))
 CHANNELS = TableSpec("channels", hash_key="pk", range_key="channel_id")
 MEMBERSHIPS = TableSpec(
     "memberships",
@@ -119,7 +120,7 @@ class DynamoChat:
         found = {}
         for item in await batch_get_table(self._client, self.users, keys):
             v = from_item(item)
-            found[v["user_id"]] = Person(v["user_id"], v["role"], v.get("arn"))
+            found[v["user_id"]] = Person(v["user_id"], v["role"], v.get("arn"), v.get("username"))
         return found
 
     async def person(self, user_id: str) -> Person | None:
@@ -131,6 +132,9 @@ class DynamoChat:
         if person.arn:
             expression += ", arn = :arn"
             values[":arn"] = {"S": person.arn}
+        if person.username:
+            expression += ", username = :username"
+            values[":username"] = {"S": person.username}
         await self._client.update_item(
             TableName=self.users,
             Key={"user_id": {"S": person.user_id}},
@@ -138,6 +142,18 @@ class DynamoChat:
             ExpressionAttributeNames={"#r": "role"},
             ExpressionAttributeValues=values,
         )
+
+    async def people_with_role(self, role: Role, limit: int) -> list[Person]:
+        response = await self._client.query(
+            TableName=self.users,
+            IndexName="by_role",
+            KeyConditionExpression="#r = :role",
+            ExpressionAttributeNames={"#r": "role"},
+            ExpressionAttributeValues={":role": {"S": role}},
+            Limit=limit,
+        )
+        rows = (from_item(i) for i in response.get("Items", []))
+        return [Person(v["user_id"], v["role"], v.get("arn"), v.get("username")) for v in rows]
 
     # --- channels and memberships -------------------------------------------------
 
