@@ -9,7 +9,7 @@ ASYNCAPI_SPECS := 6.11.1
 SPECS  := $(VENV)/asyncapi-specs
 SPECS_STAMP := $(SPECS)/.version-$(ASYNCAPI_SPECS)
 
-.PHONY: help venv lint typecheck test bench run token demo emulator clean
+.PHONY: help venv lint typecheck browser test bench run token demo emulator clean
 
 help:
 	@echo "make run    - the whole platform in one process on 127.0.0.1:$${BELFRY_PORT:-8080}"
@@ -41,7 +41,19 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy shared services emulators tests bench
 
-test: lint typecheck
+# The browser tests (tests/console) drive Debian's Chromium through Playwright; on a
+# machine without it, `make test` installs the package (as root, or with sudo).
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+	test -x $(CHROMIUM)
+
+browser: $(CHROMIUM)
+
+test: lint typecheck $(CHROMIUM)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
@@ -50,8 +62,10 @@ bench: $(STAMP)
 run: $(STAMP)
 	$(BIN)/python -m services.platform
 
+# An access token of the running `make run`'s Cognito user pool (docs/sign-in.md);
+# LOCAL=1: a local HS256 token, for a platform in BELFRY_AUTH_MODE=local.
 token: $(STAMP)
-	@$(BIN)/python -m shared.auth token --sub "$(SUB)" --groups "$(GROUPS)"
+	@$(BIN)/python -m services.platform.tokens --sub "$(SUB)" --groups "$(GROUPS)" $(if $(LOCAL),--local)
 
 demo: $(STAMP)
 	$(BIN)/python -m services.platform.demo

@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from structlog.contextvars import bound_contextvars
 
 from shared import metrics
+from shared.auth.config import AuthConfig, auth_config
 from shared.bus import PublishFailed
 from shared.errors import BelfryError
 from shared.logging import get_logger, new_correlation_id
@@ -223,6 +224,20 @@ def create_app(
             return JSONResponse({"status": "ready", "checks": checks})
         body = error_body("not_ready", "a dependency is not ready", details=checks)
         return JSONResponse(body, status_code=503)
+
+    @app.get(
+        "/auth/config",
+        tags=["auth"],
+        summary="Where browsers sign in: the Cognito user pool and app client, or local mode",
+        response_model=AuthConfig,
+        response_model_exclude_none=True,
+    )
+    async def public_auth_config(request: Request) -> AuthConfig:
+        # The process-wide settings (`create_platform_app` sets them): the ones its verifier uses.
+        settings = getattr(request.app.state, "settings", None)
+        if settings is None:
+            raise RuntimeError("app.state.settings is not set; the bootstrap must set it")
+        return auth_config(settings)
 
     @app.get("/metrics", tags=["operations"], summary="Prometheus metrics")
     async def prometheus() -> Response:

@@ -108,6 +108,11 @@ class BelfrySettings(BaseSettings):
     cognito_jwks_url: str | None = Field(
         None, description="Overrides the pool's well-known JWKS URL (tests, private endpoints)."
     )
+    cognito_endpoint_url: str | None = Field(
+        None,
+        description="The Cognito endpoint browsers sign in at (InitiateAuth), as `GET "
+        "/auth/config` tells them; defaults to https://cognito-idp.<region>.amazonaws.com/.",
+    )
     jwks_min_refetch_seconds: float = Field(
         60.0, description="Least time between two JWKS fetches for an unknown key id."
     )

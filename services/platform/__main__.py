@@ -9,6 +9,13 @@ services on one event bus (in-process unless `AMQP_URL` is set; their `build`
 creates tables, bucket and AppInstance), then serve them all behind one gateway
 port with one OpenAPI document, and print where everything is.
 
+Sign-in: with the embedded moto server, a Cognito user pool `belfry-local` is
+made there before the services start (its app client, groups and seeded users,
+`services.platform.identity`), every service accepts that pool's access tokens
+and nothing else, and once they run the seeded customers are assigned their
+managers through the API (docs/sign-in.md). Without it (or with
+`BELFRY_PLATFORM_LOCAL_POOL=false`) the `BELFRY_AUTH_*` settings decide.
+
 Shutdown on SIGINT (Ctrl-C) or SIGTERM, exit code 0: the gateway stops accepting
 and closes its connections, the services stop consuming, finish in-flight
 handlers, flush their outboxes and close, and then the embedded stand-ins stop.
@@ -20,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import socket
@@ -31,6 +39,7 @@ from fastapi import FastAPI
 
 from services.platform.banner import Endpoints, render_banner
 from services.platform.composition import definitions, service_settings
+from services.platform.console_app import mount_console
 from services.platform.embedded import (
     PortUnavailable,
     bind_socket,
@@ -40,6 +49,7 @@ from services.platform.embedded import (
     start_server,
     url_of,
 )
+from services.platform.seeding import SeededPool, seed_chats, seed_pool
 from services.platform.settings import PlatformSettings
 from shared.logging import configure_logging, get_logger
 from shared.service import ServiceDefinition, create_platform_app
@@ -113,17 +123,25 @@ async def run(settings: PlatformSettings) -> int:
                     embedded_chime(chime_sock, events_endpoint=aws_url)
                 )
 
+            seeded: SeededPool | None = None
+            if aws_url is not None and aws_sock is not None and settings.platform_local_pool:
+                seeded = await seed_pool(aws_url, settings.aws_region)
+
             configs = service_settings(
                 services,
                 aws_endpoint_url=aws_url,
                 chime_endpoint_url=chime_url,
                 provision_meeting_events=aws_sock is not None,
+                auth=seeded.pool.service_settings() if seeded else None,
             )
             app = create_platform_app(services, settings=configs, title="Belfry")
+            mount_console(app)
             # The services' lifespan, driven here rather than by uvicorn, so that its
             # failure is an exception of ours and its end comes after the gateway's.
             log.info("platform.starting", services=[d.name for d in services])
             await stack.enter_async_context(app.router.lifespan_context(app))
+            if seeded is not None and not stopper.requested.is_set():
+                await seed_chats(app, seeded)
             if not stopper.requested.is_set():
                 endpoints = Endpoints(
                     gateway=url_of(settings.host, port_of(gateway_sock)),
@@ -131,6 +149,7 @@ async def run(settings: PlatformSettings) -> int:
                     chime=chime_url,
                     aws_embedded=aws_sock is not None,
                     chime_embedded=chime_sock is not None,
+                    pool=seeded.pool if seeded else None,
                 )
                 await _serve_gateway(
                     stack,
@@ -192,6 +211,8 @@ def _exit_now() -> None:
 def main() -> int:
     settings = PlatformSettings()
     configure_logging(settings.log_level, settings.log_format)
+    # One line per HTTP request the process makes (sign-ins, key sets) drowns its own.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
     try:
         return asyncio.run(run(settings))
     except PortUnavailable as exc:

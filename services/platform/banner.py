@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
+from services.platform.identity import PASSWORD, SEED_ASSIGNMENTS, SEED_USERS, UserPool
 from shared.settings import BelfrySettings
 
 
@@ -16,6 +17,7 @@ class Endpoints:
     chime: str | None
     aws_embedded: bool
     chime_embedded: bool
+    pool: UserPool | None = None  # the local Cognito user pool, in the embedded moto
 
 
 def redact(url: str) -> str:
@@ -63,15 +65,20 @@ def render_banner(
         control = f"{endpoints.chime}/_emulator"
         lines.append(f"               emulator control API: {control} (docs/emulator.md)")
     lines.append("")
-    if settings.auth_mode == "local":
+    examples = [
+        "  make token SUB=alice GROUPS=admin       # schedules rooms",
+        "  make token SUB=mia GROUPS=manager       # sees and enters every chat",
+        "  make token SUB=carl GROUPS=customer     # chats with the assigned manager",
+        "",
+        "  TOKEN=$(make -s token SUB=alice GROUPS=admin)",
+        f'  curl -H "Authorization: Bearer $TOKEN" {g}/rooms',
+    ]
+    if endpoints.pool is not None:
+        lines += [*_pool_lines(endpoints.pool, g), *examples]
+    elif settings.auth_mode == "local":
         lines += [
             "Tokens (local signing key, valid for an hour; GROUPS: admin, manager, customer):",
-            "  make token SUB=alice GROUPS=admin       # schedules rooms",
-            "  make token SUB=mia GROUPS=manager       # sees and enters every chat",
-            "  make token SUB=carl GROUPS=customer     # chats with the assigned manager",
-            "",
-            "  TOKEN=$(make -s token SUB=alice GROUPS=admin)",
-            f'  curl -H "Authorization: Bearer $TOKEN" {g}/rooms',
+            *examples,
         ]
     else:
         lines.append(
@@ -80,3 +87,19 @@ def render_banner(
         )
     lines += ["", "Play both stories: make demo      Stop: Ctrl-C", ""]
     return "\n".join(lines)
+
+
+def _pool_lines(pool: UserPool, gateway: str) -> list[str]:
+    by_group: dict[str, list[str]] = {}
+    for name, groups in SEED_USERS.items():
+        by_group.setdefault(",".join(groups), []).append(name)
+    people = "; ".join(f"{', '.join(names)} ({group})" for group, names in by_group.items())
+    chats = ", ".join(f"{customer} with {manager}" for customer, manager in SEED_ASSIGNMENTS)
+    return [
+        f"Sign-in: Cognito user pool {pool.user_pool_id} (belfry-local) in the embedded moto,",
+        f"  app client {pool.client_id}; browsers ask {gateway}/auth/config (docs/sign-in.md)",
+        f"  users (password {PASSWORD}): {people}",
+        f"  chats: {chats}",
+        "Tokens (the pool's access tokens, valid for an hour; GROUPS: admin, manager, customer;",
+        "  make token creates the user and sets exactly these groups; LOCAL=1: an HS256 token):",
+    ]

@@ -6,7 +6,7 @@ definitions (no I/O happens at import) and their settings classes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from services.chat.bootstrap import definition as chat
@@ -42,11 +42,13 @@ def service_settings(
     aws_endpoint_url: str | None,
     chime_endpoint_url: str | None,
     provision_meeting_events: bool = False,
+    auth: Mapping[str, Any] | None = None,
 ) -> dict[str, BelfrySettings]:
     """Each service's own settings class read from the environment, with the
-    endpoints of the embedded stand-ins filled in where they run and, with the
-    embedded moto server, rooms' meeting-events rule and queue made there."""
-    overrides: dict[str, Any] = {}
+    endpoints of the embedded stand-ins filled in where they run, with the
+    embedded moto server, rooms' meeting-events rule and queue made there, and
+    `auth` (the local user pool's `UserPool.service_settings()`) for every one."""
+    overrides: dict[str, Any] = dict(auth or {})
     if aws_endpoint_url is not None:
         overrides["aws_endpoint_url"] = aws_endpoint_url
     if chime_endpoint_url is not None:

@@ -12,8 +12,11 @@ in the managers-only channel about that customer; the second manager is joined
 to the channel lazily; the notifications arrive over the WebSocket.
 
 Where: `BELFRY_URL` (default: `BELFRY_HOST`/`BELFRY_PORT`, http://127.0.0.1:8080);
-tokens are minted with the local signing key from the same settings as `make
-token`; the Chime emulator is `BELFRY_CHIME_ENDPOINT_URL` or the embedded one on
+tokens: the platform's `GET /auth/config` names its Cognito user pool (`make
+run`'s, in its moto server), whose users the demo makes and signs in as `make
+token` does; in local mode they are minted with the local signing key from the
+same settings as `make token LOCAL=1`. The Chime emulator is
+`BELFRY_CHIME_ENDPOINT_URL` or the embedded one on
 `BELFRY_PLATFORM_LOCAL_CHIME_PORT`. Exit code 0 when both stories played out.
 """
 
@@ -32,7 +35,7 @@ from urllib.parse import quote
 import httpx
 
 from emulators.chime.control import EmulatorControl
-from services.platform.demo_client import Feed, Gateway, eventually, items_of
+from services.platform.demo_client import Feed, Gateway, eventually, items_of, user_pool_of
 from services.platform.embedded import url_of
 from services.platform.settings import PlatformSettings
 from services.platform.timeline import DemoFailed, Timeline
@@ -61,9 +64,9 @@ async def rooms_story(  # noqa: PLR0915 - one story, read top to bottom
     gw: Gateway, timeline: Timeline, chime_url: str | None, lead_seconds: float
 ) -> None:
     timeline.section("Scheduled meeting rooms")
-    admin = gw.person("ada", "admin")
-    attendees = [gw.person(name, "customer") for name in ("ann", "bob", "cy")]
-    latecomer = gw.person("dee", "customer")
+    admin = await gw.person("ada", "admin")
+    attendees = [await gw.person(name, "customer") for name in ("ann", "bob", "cy")]
+    latecomer = await gw.person("dee", "customer")
 
     with timeline.step(f"ada (admin) schedules a room {lead_seconds:g} s ahead") as step:
         start_at = int(time.time() + lead_seconds)
@@ -96,7 +99,7 @@ async def rooms_story(  # noqa: PLR0915 - one story, read top to bottom
     meeting_id = ""
     attendee_ids: list[str] = []
     for number, who in enumerate(attendees, 1):
-        with timeline.step(f"{who.split('-')[0]} joins the room") as step:
+        with timeline.step(f"{gw.name(who)} joins the room") as step:
             joined = await gw.json(who, "POST", f"/rooms/{room_id}/join")
             this_meeting = joined["Meeting"]["MeetingId"]
             if number == 1:
@@ -146,10 +149,10 @@ async def rooms_story(  # noqa: PLR0915 - one story, read top to bottom
 
 async def chat_story(gw: Gateway, timeline: Timeline, base_url: str) -> None:  # noqa: PLR0915
     timeline.section("Customer/manager chat")
-    admin = gw.person("ada", "admin")
-    customer = gw.person("carl", "customer")
-    manager = gw.person("mia", "manager")
-    colleague = gw.person("max", "manager")
+    admin = await gw.person("ada", "admin")
+    customer = await gw.person("carl", "customer")
+    manager = await gw.person("mia", "manager")
+    colleague = await gw.person("max", "manager")
     feeds = {who: Feed(who) for who in (manager, colleague)}
     try:
         with timeline.step("mia and max (managers) open their notification WebSockets") as step:
@@ -198,7 +201,7 @@ async def chat_story(gw: Gateway, timeline: Timeline, base_url: str) -> None:  #
                 f"/chat/channels/{quote(channel_id)}/messages",
                 expect=(201,),
                 json={
-                    "content": f"Hello @{manager}, the agenda for our call is attached.",
+                    "content": f"Hello @{gw.name(manager)}, the agenda for our call is attached.",
                     "mentions": [manager],
                     "attachment_ids": [attachment_id],
                 },
@@ -241,7 +244,7 @@ async def chat_story(gw: Gateway, timeline: Timeline, base_url: str) -> None:  #
                 f"/chat/channels/{quote(managers_id)}/messages",
                 expect=(201,),
                 json={
-                    "content": f"@{colleague} can you take carl's call?",
+                    "content": f"@{gw.name(colleague)} can you take carl's call?",
                     "mentions": [colleague],
                 },
             )
@@ -303,7 +306,6 @@ async def play(
     run = uuid.uuid4().hex[:6]
     print(f"Belfry demo against {base_url} (run {run})", flush=True)
     async with httpx.AsyncClient(base_url=base_url, timeout=20) as http:
-        gw = Gateway(http, settings, run)
         with timeline.step("the platform is ready") as step:
 
             async def ready() -> dict[str, Any] | None:
@@ -320,7 +322,10 @@ async def play(
                     f"no ready platform at {base_url}: start it with `make run`"
                 ) from None
             services = sorted({name.split(".")[0] for name in status.get("checks", {})})
-            step.done(", ".join(services))
+            pool = await user_pool_of(http)
+            signs_in = f"user pool {pool.user_pool_id}" if pool else "local tokens"
+            step.done(f"{', '.join(services)}; {signs_in}")
+        gw = Gateway(http, settings, run, pool)
         await rooms_story(gw, timeline, chime_url, lead_seconds=lead_seconds)
         await chat_story(gw, timeline, base_url)
 
@@ -341,11 +346,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--lead-seconds", type=float, default=3.0, help="how far ahead the room is scheduled"
     )
     args = parser.parse_args(argv)
-    if settings.auth_mode != "local":
-        print(
-            "error: the demo mints local tokens; it needs BELFRY_AUTH_MODE=local", file=sys.stderr
-        )
-        return 2
     chime_url = None if args.no_emulator else chime_emulator_url(settings, args.chime_url)
 
     timeline = Timeline(STEPS)

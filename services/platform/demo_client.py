@@ -1,5 +1,10 @@
 """The demo's client of the public API: a gateway with tokens, and a
-WebSocket feed of notifications it can wait on (bounded, never a bare sleep)."""
+WebSocket feed of notifications it can wait on (bounded, never a bare sleep).
+
+Tokens follow the platform's `GET /auth/config`: with a Cognito user pool (what
+`make run` has), each person is a user of that pool (made as `make token` makes
+them) who signs in with a password; in local mode they are minted with the
+local signing key of the demo's own settings."""
 
 from __future__ import annotations
 
@@ -12,9 +17,10 @@ from typing import Any, TypeVar
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
 
+from services.platform.identity import PoolAdmin, UserPool, sign_in
 from services.platform.settings import PlatformSettings
 from services.platform.timeline import DemoFailed
-from shared.auth import mint_local_token
+from shared.auth import AuthConfig, mint_local_token
 
 T = TypeVar("T")
 Frame = dict[str, Any]
@@ -45,19 +51,54 @@ def items_of(body: Any, *keys: str) -> list[dict[str, Any]]:
     raise DemoFailed(f"unexpected response shape: {json.dumps(body)[:200]}")
 
 
+async def user_pool_of(http: httpx.AsyncClient) -> UserPool | None:
+    """The user pool the platform signs people in with (`GET /auth/config`); None
+    in local mode."""
+    response = await http.get("/auth/config")
+    if response.status_code != 200:
+        raise DemoFailed(f"GET /auth/config answered {response.status_code}: {response.text[:200]}")
+    config = AuthConfig.model_validate(response.json())
+    if config.mode == "local":
+        return None
+    if not (config.endpoint and config.region and config.user_pool_id and config.client_id):
+        raise DemoFailed(f"GET /auth/config is incomplete: {response.text[:300]}")
+    return UserPool(config.endpoint, config.region, config.user_pool_id, config.client_id)
+
+
 class Gateway:
     """HTTP calls through the gateway as one of the demo's people."""
 
-    def __init__(self, http: httpx.AsyncClient, settings: PlatformSettings, run: str) -> None:
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        settings: PlatformSettings,
+        run: str,
+        pool: UserPool | None = None,
+    ) -> None:
         self.http = http
         self.settings = settings
         self.run = run
+        self.pool = pool
         self.tokens: dict[str, str] = {}
+        self.names: dict[str, str] = {}
 
-    def person(self, name: str, *groups: str) -> str:
-        user_id = f"{name}-{self.run}"
-        self.tokens[user_id] = mint_local_token(self.settings, user_id, groups, 3600, name)
+    async def person(self, name: str, *groups: str) -> str:
+        """A person of this run (`<name>-<run>`) in `groups`: their user id, with their
+        token kept for `call`."""
+        username = f"{name}-{self.run}"
+        if self.pool is None:
+            user_id = username
+            token = mint_local_token(self.settings, user_id, groups, 3600, name)
+        else:
+            async with PoolAdmin(self.pool.endpoint, self.pool.region) as admin:
+                user_id = await admin.ensure_user(self.pool, username, groups)
+            token = await sign_in(self.pool, username)
+        self.tokens[user_id] = token
+        self.names[user_id] = name
         return user_id
+
+    def name(self, user_id: str) -> str:
+        return self.names.get(user_id, user_id)
 
     async def call(
         self, who: str, method: str, path: str, *, expect: Sequence[int] = (200,), **kwargs: Any

@@ -40,6 +40,14 @@ class PlatformSettings(BelfrySettings):
             "unset; false: unset means the real Chime SDK."
         ),
     )
+    platform_local_pool: bool = Field(
+        True,
+        description=(
+            "With the embedded moto server: create the Cognito user pool `belfry-local` in it "
+            "(seeded users, docs/sign-in.md) and make every service accept its tokens only "
+            "(overrides BELFRY_AUTH_MODE and BELFRY_COGNITO_*); false: those settings decide."
+        ),
+    )
     platform_shutdown_seconds: float = Field(
         20.0,
         gt=0,
@@ -58,3 +66,8 @@ class PlatformSettings(BelfrySettings):
     def embeds_chime(self) -> bool:
         """Whether `make run` starts the Chime SDK emulator."""
         return self.chime_endpoint_url is None and self.platform_embed_chime
+
+    @property
+    def embeds_pool(self) -> bool:
+        """Whether `make run` makes its own Cognito user pool (in the embedded moto)."""
+        return self.embeds_aws and self.platform_local_pool

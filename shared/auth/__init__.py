@@ -6,12 +6,15 @@
     @router.get("/me")
     async def me(user: CurrentUser) -> ...       # or AdminUser, require_groups(...)
 
-Local tokens: `make token SUB=alice GROUPS=admin`
-(`python -m shared.auth token --sub alice --groups admin`).
+`GET /auth/config` (`auth_config`) tells browsers where to sign in. Tokens for a
+`make run`: `make token SUB=alice GROUPS=admin` (its Cognito user pool); local
+HS256 tokens: `python -m shared.auth token --sub alice --groups admin`
+(docs/sign-in.md).
 """
 
 from .claims import decode_access_token
 from .cognito import CognitoTokenVerifier, cognito_issuer
+from .config import AuthConfig, auth_config
 from .dependencies import (
     AdminUser,
     CurrentUser,
@@ -33,6 +36,7 @@ __all__ = [
     "KNOWN_GROUPS",
     "MANAGER",
     "AdminUser",
+    "AuthConfig",
     "CognitoTokenVerifier",
     "CurrentUser",
     "JwksCache",
@@ -41,6 +45,7 @@ __all__ = [
     "Principal",
     "StaffUser",
     "TokenVerifier",
+    "auth_config",
     "authenticate_websocket",
     "bearer_token",
     "cognito_issuer",

@@ -6,6 +6,7 @@ from shared.logging import get_logger
 from shared.settings import BelfrySettings
 
 from .cognito import CognitoTokenVerifier
+from .config import cognito_region_of
 from .local import LocalTokenVerifier
 from .principal import TokenVerifier
 
@@ -20,9 +21,8 @@ def create_verifier(settings: BelfrySettings) -> TokenVerifier:
         if not pool:
             raise ValueError("auth_mode=cognito needs BELFRY_COGNITO_USER_POOL_ID")
         # A pool id is "<region>_<id>", so the region is optional.
-        region = settings.cognito_region or pool.partition("_")[0]
         return CognitoTokenVerifier(
-            region,
+            cognito_region_of(settings),
             pool,
             settings.cognito_client_ids,
             jwks_url=settings.cognito_jwks_url,

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any
 
+import httpx
 import pytest
 from fastapi import APIRouter, Depends
 from structlog.contextvars import get_contextvars
@@ -156,3 +157,55 @@ async def test_readiness_turns_red_when_consumers_stop(settings) -> None:
         assert body["error"]["code"] == "not_ready"
         assert body["error"]["details"]["demo.bus"]["ok"] is False
         assert body["error"]["details"]["demo.dynamodb"]["ok"] is True
+
+
+@pytest.mark.parametrize(
+    ("auth", "expected"),
+    [
+        ({}, {"mode": "local"}),
+        (
+            {
+                "auth_mode": "cognito",
+                "cognito_user_pool_id": "eu-west-1_Pool",
+                "cognito_client_ids": ("browser", "backend"),
+            },
+            {
+                "mode": "cognito",
+                "region": "eu-west-1",
+                "user_pool_id": "eu-west-1_Pool",
+                "client_id": "browser",
+                "endpoint": "https://cognito-idp.eu-west-1.amazonaws.com/",
+            },
+        ),
+        (
+            {
+                "auth_mode": "cognito",
+                "cognito_region": "us-east-1",
+                "cognito_user_pool_id": "us-east-1_Local",
+                "cognito_client_ids": ("console",),
+                "cognito_endpoint_url": "http://127.0.0.1:4566",
+            },
+            {
+                "mode": "cognito",
+                "region": "us-east-1",
+                "user_pool_id": "us-east-1_Local",
+                "client_id": "console",
+                "endpoint": "http://127.0.0.1:4566",
+            },
+        ),
+    ],
+    ids=["local", "aws", "moto"],
+)
+async def test_auth_config_tells_browsers_where_to_sign_in(
+    auth: dict[str, Any], expected: dict[str, str]
+) -> None:
+    """Public (no token), from the settings the app's verifier was made from; no
+    service needs to run for it."""
+    app = create_platform_app([DEMO], settings={"demo": BelfrySettings(**auth)})
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        response = await client.get("/auth/config")
+        assert response.status_code == 200, response.text
+        assert response.json() == expected
+        schema = (await client.get("/openapi.json")).json()
+    assert "security" not in schema["paths"]["/auth/config"]["get"]

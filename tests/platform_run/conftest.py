@@ -1,4 +1,6 @@
-"""`python -m services.platform` in a subprocess, on free ports, for the module's tests."""
+"""`python -m services.platform` in a subprocess, on free ports, for the module's tests;
+tokens of its Cognito user pool (in its embedded moto server) the way `make token`
+gets them."""
 
 from __future__ import annotations
 
@@ -14,6 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from services.platform.identity import PoolAdmin, UserPool
+from services.platform.settings import PlatformSettings
+from services.platform.tokens import pool_token
 from tests.conftest import unique
 from tests.support import free_port
 
@@ -39,6 +44,20 @@ class RunningPlatform:
     env: dict[str, str]
     log_path: Path
     transport: str
+
+    @property
+    def aws_url(self) -> str:
+        """The embedded moto server: DynamoDB, S3 and the Cognito user pool."""
+        return f"http://127.0.0.1:{self.env['BELFRY_PLATFORM_LOCAL_AWS_PORT']}"
+
+    async def token(self, username: str, *groups: str) -> str:
+        """An access token of the platform's user pool for `username`, whose groups
+        become exactly `groups`: `make token`'s code path."""
+        return await pool_token(PlatformSettings(), username, groups, endpoint=self.aws_url)
+
+    async def user_pool(self) -> UserPool:
+        async with PoolAdmin(self.aws_url, PlatformSettings().aws_region) as admin:
+            return await admin.find_pool()
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -108,6 +127,18 @@ def platform(
     module's last test stops it; if it is still running at the end, it is stopped here."""
     transport = request.param
     amqp = request.getfixturevalue("amqp_url") if transport == "amqp" else None
+    yield from _running(transport, amqp, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def memory_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPlatform]:
+    """`platform` on the in-process bus only."""
+    yield from _running("memory", None, tmp_path_factory)
+
+
+def _running(
+    transport: str, amqp: str | None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningPlatform]:
     test_id = unique("p")
     env = platform_env(amqp, test_id)
     log_path = tmp_path_factory.mktemp(f"platform-{transport}") / "platform.log"

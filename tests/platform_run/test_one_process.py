@@ -2,7 +2,8 @@
 gateway port, on the in-process bus and on RabbitMQ, then stopped with SIGTERM.
 
 The tests of this module share one platform process per transport; the last
-one stops it (and would work alone: the fixture starts it)."""
+one stops it (and would work alone: the fixture starts it). Everyone signs in to
+the platform's own Cognito user pool (`make token`'s code path)."""
 
 from __future__ import annotations
 
@@ -14,21 +15,24 @@ import time
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from services.platform.settings import PlatformSettings
-from shared.auth import mint_local_token
 from tests.platform_run.conftest import ROOT, RunningPlatform
 from tests.support import wait_until
 
 pytestmark = [pytest.mark.amqp, pytest.mark.slow]
 
 
-def tokens(*people: tuple[str, str]) -> dict[str, str]:
-    settings = PlatformSettings()  # the same local secret as the subprocess
-    return {sub: mint_local_token(settings, sub, [group]) for sub, group in people}
+async def tokens(platform: RunningPlatform, *people: tuple[str, str]) -> dict[str, str]:
+    """user id (the token's sub) → a pool token, for each (username, group)."""
+    found = {}
+    for username, group in people:
+        token = await platform.token(username, group)
+        found[jwt.decode(token, options={"verify_signature": False})["sub"]] = token
+    return found
 
 
 def auth(token: str) -> dict[str, str]:
@@ -58,12 +62,14 @@ async def test_one_gateway_serves_every_service(platform: RunningPlatform) -> No
         assert unauthenticated.json()["error"]["code"] in ("unauthorized", "invalid_token")
 
 
+PEOPLE = (("ada", "admin"), ("ann", "customer"), ("carl", "customer"), ("mia", "manager"))
+
+
 async def test_a_room_join_and_a_chat_mention(platform: RunningPlatform) -> None:
     run = platform.env["BELFRY_TABLE_PREFIX"]
-    admin, attendee, customer, manager = (f"{n}-{run}" for n in ("ada", "ann", "carl", "mia"))
-    token = tokens(
-        (admin, "admin"), (attendee, "customer"), (customer, "customer"), (manager, "manager")
-    )
+    people = [(f"{name}-{run}", group) for name, group in PEOPLE]
+    token = await tokens(platform, *people)
+    admin, attendee, customer, manager = token
     async with httpx.AsyncClient(base_url=platform.url, timeout=20) as http:
         # Rooms: scheduled 2 s ahead, activated by the scheduler, listed by rooms, joined.
         created = await http.post(
@@ -146,7 +152,7 @@ async def test_the_demo_plays_both_stories(platform: RunningPlatform) -> None:
 
 async def test_sigterm_stops_it_cleanly(platform: RunningPlatform) -> None:
     """With a WebSocket client connected, as after a browser tab was left open."""
-    token = tokens(("watcher", "manager"))["watcher"]
+    token = await platform.token("watcher", "manager")
     url = platform.url.replace("http", "ws", 1) + "/notifications/ws"
     async with connect(url, open_timeout=10) as websocket:
         await websocket.send(json.dumps({"type": "auth", "token": token}))

@@ -31,6 +31,7 @@ from shared.auth import (
     LocalTokenVerifier,
     Principal,
     StaffUser,
+    auth_config,
     authenticate_websocket,
     bearer_token,
     create_verifier,
@@ -503,6 +504,40 @@ def test_create_verifier_cognito() -> None:
         create_verifier(BelfrySettings(auth_mode="cognito", cognito_client_ids=("a",)))
     with pytest.raises(ValueError, match="client id"):
         create_verifier(BelfrySettings(auth_mode="cognito", cognito_user_pool_id=POOL))
+
+
+def test_create_verifier_cognito_with_a_jwks_url_and_region() -> None:
+    settings = BelfrySettings(
+        auth_mode="cognito",
+        cognito_region="us-east-1",
+        cognito_user_pool_id="us-east-1_Local",
+        cognito_client_ids=("console",),
+        cognito_jwks_url="http://127.0.0.1:4566/us-east-1_Local/.well-known/jwks.json",
+    )
+    verifier = create_verifier(settings)
+    assert isinstance(verifier, CognitoTokenVerifier)
+    assert verifier.issuer == "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_Local"
+    assert verifier.jwks.url == settings.cognito_jwks_url
+
+
+def test_auth_config_is_what_a_browser_needs() -> None:
+    assert auth_config(local_settings()).model_dump(exclude_none=True) == {"mode": "local"}
+    aws = BelfrySettings(
+        auth_mode="cognito", cognito_user_pool_id=POOL, cognito_client_ids=("web", "cli")
+    )
+    assert auth_config(aws).model_dump(exclude_none=True) == {
+        "mode": "cognito",
+        "region": REGION,  # from the pool id
+        "user_pool_id": POOL,
+        "client_id": "web",  # the first app client: the browser's
+        "endpoint": f"https://cognito-idp.{REGION}.amazonaws.com/",
+    }
+    local_pool = aws.model_copy(
+        update={"cognito_region": "us-east-1", "cognito_endpoint_url": "http://127.0.0.1:4566"}
+    )
+    shown = auth_config(local_pool)
+    assert (shown.region, shown.endpoint) == ("us-east-1", "http://127.0.0.1:4566")
+    assert "secret" not in json.dumps(shown.model_dump()).lower()
 
 
 # --- FastAPI ------------------------------------------------------------------------
