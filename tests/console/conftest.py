@@ -9,8 +9,6 @@ tests are skipped, and under `CI=true` they fail instead.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,8 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import in_ci, unique
-from tests.platform_run.conftest import ROOT, RunningPlatform, platform_env, wait_ready
+from tests.conftest import in_ci
+from tests.platform_run.conftest import ROOT, RunningPlatform, running_platform
 
 CHROMIUM = os.environ.get("BELFRY_CHROMIUM", "/usr/bin/chromium")
 SHOTS = ROOT / "docs" / "console"
@@ -45,35 +43,8 @@ async def chromium() -> AsyncIterator[Any]:
 
 @pytest.fixture(scope="module")
 def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPlatform]:
-    """`make run` (`python -m services.platform`) for the module's tests."""
-    env = platform_env(None, unique("ui"))
-    log_path = tmp_path_factory.mktemp("console") / "platform.log"
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "services.platform"],
-            cwd=ROOT,
-            env=env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-    running = RunningPlatform(
-        process=process,
-        url=f"http://127.0.0.1:{env['BELFRY_PORT']}",
-        chime_url=f"http://127.0.0.1:{env['BELFRY_PLATFORM_LOCAL_CHIME_PORT']}",
-        env=env,
-        log_path=log_path,
-        transport="memory",
-    )
-    try:
-        wait_ready(running)
-        yield running
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+    """`make run` (`python -m services.platform`, in-process bus) for the module's tests."""
+    yield from running_platform("memory", None, tmp_path_factory)
 
 
 @pytest.fixture

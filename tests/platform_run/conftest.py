@@ -127,16 +127,16 @@ def platform(
     module's last test stops it; if it is still running at the end, it is stopped here."""
     transport = request.param
     amqp = request.getfixturevalue("amqp_url") if transport == "amqp" else None
-    yield from _running(transport, amqp, tmp_path_factory)
+    yield from running_platform(transport, amqp, tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
 def memory_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPlatform]:
     """`platform` on the in-process bus only."""
-    yield from _running("memory", None, tmp_path_factory)
+    yield from running_platform("memory", None, tmp_path_factory)
 
 
-def _running(
+def running_platform(
     transport: str, amqp: str | None, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningPlatform]:
     test_id = unique("p")
