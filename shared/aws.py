@@ -13,6 +13,7 @@ import random
 from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit
 
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
@@ -76,6 +77,21 @@ def throttle_retry_handler(
     return needs_retry
 
 
+def local_credentials(endpoint: str | None) -> dict[str, str]:
+    """Against local stand-ins (an endpoint set that is not AWS's own, no
+    credentials configured) any key works; on AWS (or with credentials)
+    botocore's default chain is used."""
+    host = (urlsplit(endpoint).hostname or "") if endpoint else ""
+    if (
+        endpoint
+        and not host.endswith("amazonaws.com")
+        and not os.environ.get("AWS_ACCESS_KEY_ID")
+        and not os.environ.get("AWS_PROFILE")
+    ):
+        return {"aws_access_key_id": "belfry-local", "aws_secret_access_key": "belfry-local"}
+    return {}
+
+
 class AwsClients:
     """`async with AwsClients(settings, services=(...)) as aws: aws.dynamodb...`"""
 
@@ -99,16 +115,6 @@ class AwsClients:
             read_timeout=s.aws_read_timeout_seconds,
         )
 
-    def _credentials(self, endpoint: str | None) -> dict[str, str]:
-        # Against local stand-ins any key works; on AWS the default chain is used.
-        if (
-            endpoint
-            and not os.environ.get("AWS_ACCESS_KEY_ID")
-            and not os.environ.get("AWS_PROFILE")
-        ):
-            return {"aws_access_key_id": "belfry-local", "aws_secret_access_key": "belfry-local"}
-        return {}
-
     async def __aenter__(self) -> AwsClients:
         session = get_session()
         s = self._settings
@@ -120,7 +126,7 @@ class AwsClients:
                     region_name=s.aws_region,
                     endpoint_url=endpoint,
                     config=self._config(),
-                    **self._credentials(endpoint),
+                    **local_credentials(endpoint),
                 )
             )
             if name in ("chime-sdk-messaging", "chime-sdk-identity"):

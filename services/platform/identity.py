@@ -14,12 +14,10 @@ asked for. The users' password is `belfry-local` (docs/sign-in.md).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final
-from urllib.parse import urlsplit
 
 import httpx
 from aiobotocore.config import AioConfig
@@ -28,6 +26,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from shared.auth import ADMIN, CUSTOMER, KNOWN_GROUPS, MANAGER, cognito_issuer
 from shared.auth.config import public_cognito_endpoint
+from shared.aws import local_credentials
 
 POOL_NAME: Final = "belfry-local"
 CLIENT_NAME: Final = "belfry-console"
@@ -90,19 +89,6 @@ class UserPool:
         }
 
 
-def _credentials(endpoint: str | None) -> dict[str, str]:
-    # Any key works against moto; on AWS (or with keys in the environment) the default chain.
-    host = (urlsplit(endpoint).hostname or "") if endpoint else ""
-    if (
-        endpoint
-        and not host.endswith("amazonaws.com")
-        and not os.environ.get("AWS_ACCESS_KEY_ID")
-        and not os.environ.get("AWS_PROFILE")
-    ):
-        return {"aws_access_key_id": "belfry-local", "aws_secret_access_key": "belfry-local"}
-    return {}
-
-
 def _error_code(exc: ClientError) -> str:
     code: str = exc.response.get("Error", {}).get("Code", "")
     return code
@@ -135,7 +121,7 @@ class PoolAdmin:
             region_name=self.region,
             endpoint_url=self.endpoint,
             config=self._config,
-            **_credentials(self.endpoint),
+            **local_credentials(self.endpoint),
         )
         self._client = await self._context.__aenter__()
         return self

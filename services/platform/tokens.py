@@ -26,7 +26,7 @@ from collections.abc import Iterable, Sequence
 from services.platform.embedded import url_of
 from services.platform.identity import PoolAdmin, PoolUnavailable, SignInFailed, sign_in
 from services.platform.settings import PlatformSettings
-from shared.auth import mint_local_token
+from shared.auth.local import print_local_token
 
 
 def local_pool_endpoint(settings: PlatformSettings) -> str:
@@ -69,20 +69,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _local(settings: PlatformSettings, sub: str, groups: list[str], ttl: int) -> int:
-    if settings.auth_mode != "local":
-        print(
-            f"error: BELFRY_AUTH_MODE is {settings.auth_mode!r}; "
-            "local tokens are accepted only in local mode",
-            file=sys.stderr,
-        )
-        return 2
-    try:
-        token = mint_local_token(settings, sub, groups, ttl)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(token)
-    return 0
+    return print_local_token(settings, sub, groups, ttl)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from shared.settings import BelfrySettings
 
-from .local import mint_local_token
+from .local import print_local_token
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -30,22 +30,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not sub:
         print("error: SUB is empty; try: make token SUB=alice GROUPS=admin", file=sys.stderr)
         return 2
-    settings = BelfrySettings()
-    if settings.auth_mode != "local":
-        print(
-            f"error: BELFRY_AUTH_MODE is {settings.auth_mode!r}; "
-            "local tokens are accepted only in local mode",
-            file=sys.stderr,
-        )
-        return 2
     groups = [g.strip() for g in args.groups.split(",") if g.strip()]
-    try:
-        token = mint_local_token(settings, sub, groups, args.ttl, args.username)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(token)
-    return 0
+    return print_local_token(BelfrySettings(), sub, groups, args.ttl, args.username)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 import uuid
 from collections.abc import Iterable
@@ -78,3 +79,23 @@ def mint_local_token(
         claims[GROUPS_CLAIM] = group_list
     secret = settings.auth_local_secret.get_secret_value()
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
+
+
+def print_local_token(
+    settings: BelfrySettings, sub: str, groups: list[str], ttl: int, username: str | None = None
+) -> int:
+    """Print an HS256 token (exit code 0), or say on stderr why not (2)."""
+    if settings.auth_mode != "local":
+        print(
+            f"error: BELFRY_AUTH_MODE is {settings.auth_mode!r}; "
+            "local tokens are accepted only in local mode",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        token = mint_local_token(settings, sub, groups, ttl, username)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(token)
+    return 0
