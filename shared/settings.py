@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.ratelimit_rules import RateSyntaxError, parse_rate, parse_routes
 
 
 class BelfrySettings(BaseSettings):
@@ -89,6 +91,54 @@ class BelfrySettings(BaseSettings):
         description="Longest wait for a slot when the caller set no deadline (event handlers, "
         "start-up); a request whose slot lies later is refused (503 `chime_busy`).",
     )
+
+    # --- per-user rate limits at the HTTP edge (shared/ratelimit.py) ---------
+    rate_limit_enabled: bool = Field(
+        True,
+        description="Every authenticated request draws from its user's budget for its route "
+        "(GCRA in DynamoDB, shared by every replica); over it: 429 `rate_limited` with "
+        "`Retry-After`. false: no rate limits.",
+    )
+    rate_limit_writes: str = Field(
+        "10/s burst 50",
+        description="Each user's rate per route for POST, PUT, PATCH and DELETE, e.g. "
+        "`10/s burst 50`, `30/min`, or `off`.",
+    )
+    rate_limit_reads: str = Field(
+        "50/s burst 100",
+        description="Each user's rate per route for GET, HEAD and OPTIONS (same form).",
+    )
+    rate_limit_routes: str = Field(
+        "POST /chat/channels/{channel_id}/messages=5/s burst 20; "
+        "POST /chat/attachments=2/s burst 10",
+        description="Routes whose per-user rate differs, `;`-separated `METHOD /route/template"
+        "=RATE` (the route as declared, e.g. `POST /schedule=2/s burst 10`; RATE may be `off`).",
+    )
+    rate_limit_timeout_seconds: float = Field(
+        1.0,
+        gt=0,
+        le=30,
+        description="Longest wait for the rate-limit store; a request whose check fails or "
+        "takes longer is let through (fail open, logged and counted).",
+    )
+
+    @field_validator("rate_limit_writes", "rate_limit_reads")
+    @classmethod
+    def _rate(cls, value: str, info: Any) -> str:
+        try:
+            parse_rate(value)
+        except RateSyntaxError as exc:
+            raise ValueError(f"BELFRY_{str(info.field_name).upper()}: {exc}") from None
+        return value.strip()
+
+    @field_validator("rate_limit_routes")
+    @classmethod
+    def _routes(cls, value: str) -> str:
+        try:
+            parse_routes(value)
+        except RateSyntaxError as exc:
+            raise ValueError(f"BELFRY_RATE_LIMIT_ROUTES: {exc}") from None
+        return value.strip()
 
     # --- auth --------------------------------------------------------------
     auth_mode: Literal["local", "cognito"] = Field(
