@@ -244,6 +244,22 @@ class ChannelJoined(EventData):
     channel_arn: str
     user_id: str
     reason: Literal["mention", "manual", "assignment"]
+    # Extensions (docs/events.md): who may read the channel, for the notifier.
+    channel_kind: ChannelKind | None = None
+    customer_id: str | None = None
+
+
+@event("ChannelLeft", "chat.channel_left")
+class ChannelLeft(EventData):
+    """A membership ended: the person was reassigned away, left by hand, or lost
+    the role that let them read the channel (`role_lost`)."""
+
+    channel_id: str
+    channel_arn: str
+    user_id: str
+    reason: Literal["reassignment", "manual", "role_lost"]
+    channel_kind: ChannelKind | None = None
+    customer_id: str | None = None
 
 
 # --- the envelope --------------------------------------------------------------

@@ -28,6 +28,7 @@ from shared.events import (
     AttendeeLeft,
     AttendeePresenceChanged,
     ChannelJoined,
+    ChannelLeft,
     Envelope,
     EventData,
     MeetingEnded,
@@ -90,12 +91,12 @@ _QUEUES = (
     ),
     Queue(
         "notifier.feed",
-        (MessagePosted, UserMentioned, ChannelJoined),
+        (MessagePosted, UserMentioned, ChannelJoined, ChannelLeft),
         "The notifier's per-user feed, which WebSocket clients resume from.",
     ),
     Queue(
         "notifier.fanout",
-        (MessagePosted, UserMentioned, ChannelJoined, RoomUpdated),
+        (MessagePosted, UserMentioned, ChannelJoined, ChannelLeft, RoomUpdated),
         "Per notifier replica: wakes the WebSocket sessions of that replica once the "
         "feed has the event, and sends every signed-in session `room.updated`.",
         fanout=True,
@@ -118,6 +119,7 @@ PUBLISHERS: dict[type[EventData], tuple[str, ...]] = {
     MessagePosted: ("chat",),
     UserMentioned: ("chat",),
     ChannelJoined: ("chat", "notifier"),
+    ChannelLeft: ("chat",),
 }
 
 

@@ -2,8 +2,12 @@
 (the customer channel, the managers-only channel), and the customer channel
 moves to the new manager.
 
-Chime first (users, channels, memberships), then one transaction with the
-channel rows, the memberships and their ChannelJoined events. The Chime
+Both people are checked first in the identity provider (`RoleChanges.
+check_assignment`: the named manager must be a manager, the customer a
+customer). Then Chime (users, channels, memberships), then one transaction
+with the channel rows, the memberships and their ChannelJoined events (and a
+ChannelLeft, `reassignment`, for the manager the customer channel moves away
+from). The Chime
 memberships this assignment adds or removes (channel creation included) are
 compensations of its unit of work: if the commit fails (a concurrent
 assignment won, DynamoDB failed), Chime is brought back to what the tables say
@@ -23,32 +27,34 @@ from shared.logging import get_logger
 from shared.store import Stale
 
 from .channels import channel_view, joined
-from .domain import CUSTOMER, MANAGER, Caller, Channel, Person, channel_id_for
+from .domain import MANAGER, UNASSIGNED, Caller, Channel, channel_id_for
 from .people import People
 from .ports import ChatChime, ChatStore, ChatWork
+from .roles import RoleChanges, left
 
 log = get_logger("belfry.chat")
 
 
 class Assignments:
     def __init__(
-        self, store: ChatStore, chime: ChatChime, people: People, *, clock: Clock = time.time
+        self,
+        store: ChatStore,
+        chime: ChatChime,
+        people: People,
+        roles: RoleChanges,
+        *,
+        clock: Clock = time.time,
     ) -> None:
         self.store = store
         self.chime = chime
         self.people = people
+        self.roles = roles
         self.clock = clock
 
     async def assign(self, caller: Caller, customer_id: str, manager_id: str) -> dict[str, Any]:
         if customer_id == manager_id:
             raise Unprocessable("a customer cannot be their own manager", code="invalid_assignment")
-        known = await self.store.people([customer_id, manager_id])
-        customer = known.get(customer_id) or Person(customer_id, CUSTOMER)
-        manager = known.get(manager_id) or Person(manager_id, MANAGER)
-        if customer.role != CUSTOMER:
-            raise Unprocessable(f"{customer_id} is not a customer", code="not_a_customer")
-        if manager.role != MANAGER:
-            raise Unprocessable(f"{manager_id} is not a manager", code="not_a_manager")
+        customer, manager = await self.roles.check_assignment(customer_id, manager_id)
         customer_arn = await self.people.arn(customer)
         manager_arn = await self.people.arn(manager)
         now = int(self.clock())
@@ -150,7 +156,8 @@ class Assignments:
             await self.chime.remove_member(channel.channel_arn, old_arn)
             self._removed(work, channel, previous, old_arn)
             work.remove_member(channel_id, previous)
-        work.save_channel(channel, expected_manager=previous)
+            work.emit(left(channel, previous, "reassignment"))
+        work.save_channel(channel, expected_manager=previous or UNASSIGNED)
         self._joined(work, now, channel, manager_id)
         return channel, previous
 

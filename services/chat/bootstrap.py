@@ -1,13 +1,18 @@
 """The composition root: tables, the AppInstance and chat's user, the bucket,
-the use cases, the outbox relay, the sweeper and the membership consumer.
-No I/O at import."""
+the identity provider (the Cognito user pool in cognito mode), the use cases,
+the outbox relay, the sweepers and the membership consumer. No I/O at import."""
 
 from __future__ import annotations
 
 import time
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
-from shared.aws import AwsClients
+from aiobotocore.config import AioConfig
+from aiobotocore.session import get_session
+
+from shared.auth.config import cognito_region_of
+from shared.aws import AwsClients, local_credentials
 from shared.bus import EventBus
 from shared.clock import Clock
 from shared.dynamo import ensure_tables
@@ -19,6 +24,7 @@ from shared.store import Store
 from shared.topology import wire
 
 from .adapters.chime import ChimeChat
+from .adapters.cognito import CognitoDirectory
 from .adapters.dynamo import CHANNELS, TABLES, DynamoChat
 from .adapters.s3 import AttachmentBucket
 from .api import router
@@ -28,7 +34,8 @@ from .channels import Channels
 from .handlers import HANDLERS
 from .messages import Messages
 from .people import People
-from .ports import AttachmentStore, ChatChime, ChatStore
+from .ports import AttachmentStore, ChatChime, ChatStore, Directory
+from .roles import RecordedRoles, RoleChanges
 from .settings import ChatSettings
 
 NAME = "chat"
@@ -44,6 +51,7 @@ class UseCases:
     assignments: Assignments
     messages: Messages
     attachments: Attachments
+    roles: RoleChanges
 
 
 def use_cases(
@@ -52,10 +60,20 @@ def use_cases(
     bucket: AttachmentStore,
     settings: ChatSettings,
     *,
+    directory: Directory | None = None,
     clock: Clock = time.time,
 ) -> UseCases:
-    """The use cases over their ports (no I/O: unit tests call this with fakes)."""
-    people = People(store, chime)
+    """The use cases over their ports (no I/O: unit tests call this with fakes).
+    Without a `directory` (no user pool), roles are the ones chat recorded from
+    people's own tokens (`RecordedRoles`)."""
+    roles = RoleChanges(
+        store,
+        chime,
+        directory or RecordedRoles(store),
+        sweep_interval_seconds=settings.chat_role_sweep_interval_seconds,
+        clock=clock,
+    )
+    people = People(store, chime, roles)
     channels = Channels(store, chime, people, page_size=settings.chat_page_size, clock=clock)
     attachments = Attachments(store, bucket, channels, settings, clock=clock)
     messages = Messages(
@@ -67,8 +85,33 @@ def use_cases(
         settings=settings,
         clock=clock,
     )
-    assignments = Assignments(store, chime, people, clock=clock)
-    return UseCases(people, channels, assignments, messages, attachments)
+    assignments = Assignments(store, chime, people, roles, clock=clock)
+    return UseCases(people, channels, assignments, messages, attachments, roles)
+
+
+async def open_directory(settings: ChatSettings, stack: AsyncExitStack) -> Directory | None:
+    """The Cognito user pool as chat's `Directory` in cognito mode (a
+    `cognito-idp` client kept for the process, closed on stop); None otherwise.
+    Its endpoint: `BELFRY_COGNITO_ENDPOINT_URL`, else `BELFRY_AWS_ENDPOINT_URL`
+    (the moto server of `make run` holds the pool), else Cognito's own."""
+    pool = settings.cognito_user_pool_id
+    if settings.auth_mode != "cognito" or not pool:
+        return None
+    endpoint = settings.cognito_endpoint_url or settings.aws_endpoint_url
+    client = await stack.enter_async_context(
+        get_session().create_client(  # type: ignore[call-overload]
+            "cognito-idp",
+            region_name=cognito_region_of(settings) or settings.aws_region,
+            endpoint_url=endpoint,
+            config=AioConfig(
+                retries={"mode": "standard", "max_attempts": settings.aws_max_attempts},
+                connect_timeout=settings.aws_connect_timeout_seconds,
+                read_timeout=settings.aws_read_timeout_seconds,
+            ),
+            **local_credentials(endpoint),
+        )
+    )
+    return CognitoDirectory(client, pool, cache_seconds=settings.chat_role_cache_seconds)
 
 
 @dataclass(frozen=True)
@@ -99,16 +142,21 @@ async def build(
     await chime.start()
     bucket = AttachmentBucket(aws.s3, settings.chat_attachments_bucket, settings.aws_region)
     await bucket.ensure()
-    cases = use_cases(store, chime, bucket, settings, clock=clock)
+    stack = AsyncExitStack()
+    directory = await open_directory(settings, stack)
+    cases = use_cases(store, chime, bucket, settings, directory=directory, clock=clock)
     chat = Chat(cases, chime, inbox)
+    loops = [outbox.run_relay, cases.attachments.run_sweeper]
+    if directory is not None:  # without a pool there is nothing to re-check against
+        loops.append(cases.roles.run_sweeper)
     return Component(
         name=NAME,
         bus=bus,
         provides=(chat, *vars(cases).values()),
-        subscriptions=wire(HANDLERS, channels=cases.channels),
-        loops=[outbox.run_relay, cases.attachments.run_sweeper],
+        subscriptions=wire(HANDLERS, channels=cases.channels, roles=cases.roles),
+        loops=loops,
         checks={"dynamodb": dynamodb_check(aws.dynamodb, names[CHANNELS.suffix])},
-        on_stop=[outbox.flush],
+        on_stop=[outbox.flush, stack.aclose],
     )
 
 

@@ -1,6 +1,6 @@
 """Channels as people see them: the list (a customer sees their own, a
-manager every channel), who may read one, joining by hand, and the
-memberships the notifier's lazy joins announce."""
+manager every channel, an admin every customer channel), who may read one,
+joining by hand, and the memberships the notifier's lazy joins announce."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from shared.errors import Forbidden
 from shared.events import ChannelJoined, Envelope
 from shared.logging import get_logger
 
-from .domain import MANAGER, Caller, Channel, announce, channel_id_for, ensure_readable
+from .domain import MANAGER, Caller, Channel, announce, channel_id_for, ensure_readable, may_read
 from .people import People
 from .ports import ChatChime, ChatStore
 
@@ -39,6 +39,8 @@ def joined(channel: Channel, user_id: str, reason: str) -> Envelope:
             channel_arn=channel.channel_arn,
             user_id=user_id,
             reason=reason,
+            channel_kind=channel.kind,
+            customer_id=channel.customer_id,
         )
     )
 
@@ -67,8 +69,12 @@ class Channels:
             return {"channels": channels, "next_cursor": None}
         page, next_cursor = await self.store.channel_page(cursor, self.page_size)
         member_of = await self.store.channels_of(caller.user_id)
-        return {
-            "channels": [channel_view(c, is_member=c.channel_id in member_of) for c in page],
+        return {  # role first: an admin's pages leave out the managers channels
+            "channels": [
+                channel_view(c, is_member=c.channel_id in member_of)
+                for c in page
+                if may_read(c, caller)
+            ],
             "next_cursor": next_cursor,
         }
 
@@ -78,7 +84,7 @@ class Channels:
             self.store.channel(channel_id), self.store.is_member(channel_id, caller.user_id)
         )
         is_member = is_member and channel is not None
-        return ensure_readable(channel, caller, is_member=is_member), is_member
+        return ensure_readable(channel, caller), is_member
 
     async def join(self, caller: Caller, channel_id: str) -> bool:
         """Add a manager to a channel (idempotent); True if they were not a member."""

@@ -19,6 +19,9 @@ MANAGER: Role = "manager"
 ADMIN: Role = "admin"
 
 announce = Producer("chat")
+# `expected_manager` of a customer channel that exists with no manager (its
+# manager lost the role): `ChatWork.save_channel`
+UNASSIGNED = ""
 
 METADATA_MAX_CHARS = 1024  # Chime's limit on a message's Metadata
 _SAFE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9_-]*[A-Za-z0-9])?")
@@ -121,6 +124,8 @@ class Message:
 
 @dataclass(frozen=True)
 class Caller:
+    """Who is calling, as their current token says (the role is the token's)."""
+
     user_id: str
     role: Role | None
 
@@ -128,25 +133,42 @@ class Caller:
     def is_staff(self) -> bool:
         return self.role in (MANAGER, ADMIN)
 
+    @property
+    def is_manager(self) -> bool:
+        return self.role == MANAGER
 
-def may_read(channel: Channel, caller: Caller, *, is_member: bool) -> bool:
-    """Members read; managers (and admins) read every channel; a customer reads
-    only their own customer channel."""
-    if is_member or caller.is_staff:
+
+def may_read(channel: Channel, caller: Caller) -> bool:
+    """Role first, then the channel (docs/chat.md, "Who reads what"): only a
+    caller whose token says `manager` reads a managers channel; managers and
+    admins read every customer channel; a customer reads only their own. A
+    membership never lets anyone in: what the membership table says cannot
+    widen what the token allows."""
+    if channel.kind == "managers":
+        return caller.role == MANAGER
+    if caller.is_staff:
         return True
-    return channel.kind == "customer" and caller.user_id == channel.customer_id
+    return caller.role == CUSTOMER and caller.user_id == channel.customer_id
 
 
-def ensure_readable(channel: Channel | None, caller: Caller, *, is_member: bool) -> Channel:
+def may_stay(channel: Channel, role: Role | None, user_id: str) -> bool:
+    """May someone with this role keep a membership of the channel? Only
+    managers stay in managers channels and in other customers' channels."""
+    if role == MANAGER:
+        return True
+    return channel.kind == "customer" and channel.customer_id == user_id and role == CUSTOMER
+
+
+def ensure_readable(channel: Channel | None, caller: Caller) -> Channel:
     """404 rather than 403 for a channel the caller may not see: no existence leak."""
-    if channel is None or not may_read(channel, caller, is_member=is_member):
+    if channel is None or not may_read(channel, caller):
         raise NotFound("no such channel", code="channel_not_found")
     return channel
 
 
 def ensure_may_post(channel: Channel, caller: Caller, *, is_member: bool) -> bool:
     """True when the caller must be joined first (a manager who is not a member)."""
-    ensure_readable(channel, caller, is_member=is_member)
+    ensure_readable(channel, caller)
     if is_member:
         return False
     if caller.role == MANAGER:
@@ -191,6 +213,29 @@ def _mention_refusal(
     elif person.user_id != channel.customer_id:
         reason = "cannot_read_channel"
     return reason
+
+
+def assignment_refusal(
+    user_id: str, wanted: Role, groups: frozenset[str] | None
+) -> Unprocessable | None:
+    """Why `user_id` cannot be assigned as `wanted` (a customer, or their
+    manager), from the groups the identity provider (or chat's record of their
+    own token) gives them; None: they can. Unknown people are refused."""
+    code = "not_a_manager" if wanted == MANAGER else "not_a_customer"
+    if groups is None:
+        return Unprocessable(
+            f"{user_id} is not known as a {wanted}",
+            code=code,
+            details={"user_id": user_id, "reason": "unknown_user"},
+        )
+    role = role_of(groups)
+    if role != wanted:
+        return Unprocessable(
+            f"{user_id} is not a {wanted}",
+            code=code,
+            details={"user_id": user_id, "reason": "wrong_role", "role": role},
+        )
+    return None
 
 
 @dataclass(frozen=True)

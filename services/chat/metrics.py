@@ -29,3 +29,8 @@ CHIME_SECONDS = Histogram(
     ["operation"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+MEMBERSHIPS_ENDED = Counter(
+    "belfry_chat_memberships_ended_total",
+    "Channel memberships chat ended (ChannelLeft), by reason.",
+    ["reason"],
+)

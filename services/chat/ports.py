@@ -37,6 +37,19 @@ class ChatChime(Protocol):
     async def delete_message(self, channel_arn: str, message_id: str) -> None: ...
 
 
+class Directory(Protocol):
+    """The identity provider's word on a person's groups (docs/chat.md, "Roles"):
+    the Cognito user pool, or, with none configured, chat's record of the role
+    it last saw in that person's own token."""
+
+    authoritative: bool  # False: only chat's own record; a token's role is trusted
+
+    async def groups(self, user_id: str, *, fresh: bool = False) -> frozenset[str] | None:
+        """The groups of the user whose token `sub` is `user_id`; None: no such
+        user. `fresh` skips the cache (the sweep)."""
+        ...
+
+
 class AttachmentStore(Protocol):
     """The attachments bucket."""
 
@@ -63,7 +76,8 @@ class ChatWork(Protocol):
 
     def save_channel(self, channel: Channel, *, expected_manager: str | None) -> None:
         """Create the channel row (`expected_manager` None), or move its manager
-        from `expected_manager`, only if nobody moved it since we read."""
+        from `expected_manager` (`domain.UNASSIGNED`: from none), only if nobody
+        moved it since we read."""
         ...
 
     def add_member(self, channel_id: str, user_id: str, reason: str, at: int) -> None: ...
@@ -116,6 +130,13 @@ class ChatStore(Protocol):
 
     async def people_with_role(self, role: Role, limit: int) -> list[Person]:
         """People chat knows with this role and a username, by username."""
+        ...
+
+    async def people_page(
+        self, role: Role, cursor: str | None, limit: int
+    ) -> tuple[list[Person], str | None]:
+        """Every person recorded with this role and a username, a page at a time
+        (a keyed Query on the `by_role` index)."""
         ...
 
     # channels and memberships

@@ -65,3 +65,15 @@ class ChatSettings(BelfrySettings):
     chat_sweep_interval_seconds: float = Field(
         600, gt=0, description="How often each replica looks for such uploads."
     )
+    chat_role_cache_seconds: float = Field(
+        30,
+        ge=0,
+        description="How long chat keeps the user pool's answer on a person's groups "
+        "(AdminListGroupsForUser) for assignments and promotions (cognito mode).",
+    )
+    chat_role_sweep_interval_seconds: float = Field(
+        300,
+        gt=0,
+        description="How often each replica re-checks every recorded manager in the user pool "
+        "and ends the memberships of those who lost the role (cognito mode).",
+    )

@@ -13,16 +13,26 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from services.chat.assignments import Assignments
 from services.chat.attachments import Attachments
 from services.chat.bootstrap import use_cases
 from services.chat.channels import Channels
-from services.chat.domain import Attachment, Caller, Channel, Message, Person, Role, chime_user_id
+from services.chat.domain import (
+    UNASSIGNED,
+    Attachment,
+    Caller,
+    Channel,
+    Message,
+    Person,
+    Role,
+    chime_user_id,
+)
 from services.chat.messages import Messages
 from services.chat.people import People
-from services.chat.ports import AttachmentStore, ChatChime, ChatStore, ChatWork
+from services.chat.ports import AttachmentStore, ChatChime, ChatStore, ChatWork, Directory
+from services.chat.roles import RoleChanges
 from services.chat.settings import ChatSettings
 from shared.dynamo import MAX_TRANSACT_ITEMS, ConditionFailed, TransactItem
 from shared.errors import ServiceUnavailable
@@ -116,6 +126,17 @@ class FakeChatStore:
     async def people_with_role(self, role: Role, limit: int) -> list[Person]:
         named = [p for p in self.users.values() if p.role == role and p.username]
         return sorted(named, key=lambda p: p.username or "")[:limit]
+
+    async def people_page(
+        self, role: Role, cursor: str | None, limit: int
+    ) -> tuple[list[Person], str | None]:
+        named = sorted(
+            (p for p in self.users.values() if p.role == role and p.username),
+            key=lambda p: p.user_id,
+        )
+        after = [p for p in named if cursor is None or p.user_id > cursor]
+        page = after[:limit]
+        return page, (page[-1].user_id if len(after) > limit else None)
 
     # channels and memberships
     async def channel(self, channel_id: str) -> Channel | None:
@@ -213,6 +234,8 @@ class FakeChatStore:
             expected = item["expected_manager"]
             if expected is None:
                 return current is None
+            if expected == UNASSIGNED:
+                return current is not None and current.manager_id is None
             return current is not None and current.manager_id == expected
         if op == "save_message":
             message: Message = item["message"]
@@ -411,6 +434,30 @@ class FakeChatChime:
         self._channel(channel_arn).messages.pop(message_id, None)
 
 
+# --- the identity provider ----------------------------------------------------------------
+
+
+class FakeDirectory:
+    """A user pool: `groups` by user id (absent: no such user); `calls` counts
+    look-ups (cached ones are not calls, as `CognitoDirectory` caches)."""
+
+    authoritative = True
+
+    def __init__(self, **groups: tuple[str, ...]) -> None:
+        self.pool: dict[str, frozenset[str]] = {u: frozenset(g) for u, g in groups.items()}
+        self.calls: list[tuple[str, bool]] = []
+        self.failing = False
+
+    def set(self, user_id: str, *groups: str) -> None:
+        self.pool[user_id] = frozenset(groups)
+
+    async def groups(self, user_id: str, *, fresh: bool = False) -> frozenset[str] | None:
+        self.calls.append((user_id, fresh))
+        if self.failing:
+            raise ServiceUnavailable("the pool is down", code="directory_unavailable")
+        return self.pool.get(user_id)
+
+
 # --- S3 -----------------------------------------------------------------------------------
 
 
@@ -468,6 +515,8 @@ class FakeChat:
     assignments: Assignments
     messages: Messages
     attachments: Attachments
+    roles: RoleChanges
+    directory: Directory
 
     def events(self, kind: str, **fields: Any) -> list[Any]:
         """Published envelopes of a type whose data has these values."""
@@ -478,8 +527,25 @@ class FakeChat:
         ]
 
 
-def build_chat(settings: ChatSettings | None = None, *, now: float = NOW) -> FakeChat:
-    """chat's use cases, wired as `services.chat.bootstrap.build` wires them."""
+def default_pool() -> FakeDirectory:
+    """The user pool of the unit tests: customers `c1`…`c9`, managers `m1`…`m9`,
+    the admin `admin-1`. Anyone else is unknown to it."""
+    pool = FakeDirectory(**{"admin-1": ("admin",)})
+    for n in range(1, 10):
+        pool.set(f"c{n}", "customer")
+        pool.set(f"m{n}", "manager")
+    return pool
+
+
+def build_chat(
+    settings: ChatSettings | None = None,
+    *,
+    now: float = NOW,
+    directory: Directory | Literal["recorded"] | None = None,
+) -> FakeChat:
+    """chat's use cases, wired as `services.chat.bootstrap.build` wires them,
+    over `directory` (default: `default_pool()`; "recorded": no user pool, the
+    fallback of local runs)."""
     settings = settings or ChatSettings()
     tables, fake_chime, fake_bucket, clock = (
         FakeChatStore(),
@@ -487,13 +553,17 @@ def build_chat(settings: ChatSettings | None = None, *, now: float = NOW) -> Fak
         FakeBucket(),
         FakeClock(now),
     )
-    cases = use_cases(tables, fake_chime, fake_bucket, settings, clock=clock)
+    if directory is None:
+        directory = default_pool()
+    chosen = None if directory == "recorded" else directory
+    cases = use_cases(tables, fake_chime, fake_bucket, settings, directory=chosen, clock=clock)
     return FakeChat(
         store=tables,
         chime=fake_chime,
         bucket=fake_bucket,
         clock=clock,
         settings=settings,
+        directory=cases.roles.directory,
         **vars(cases),
     )
 
@@ -503,3 +573,4 @@ if TYPE_CHECKING:  # the fakes are the ports, as mypy sees them
     _work: ChatWork = FakeChatStore().work()
     _chime: ChatChime = FakeChatChime()
     _bucket: AttachmentStore = FakeBucket()
+    _directory: Directory = FakeDirectory()

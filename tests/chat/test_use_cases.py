@@ -85,7 +85,14 @@ async def test_reassigning_moves_the_customer_channel() -> None:
     assert in_chime == in_store == arns(chat, "m1", "m2")
     joins = chat.events("ChannelJoined", user_id="m2", reason="assignment")
     assert sorted(e.data.channel_id for e in joins) == ["customer-c1", "managers-c1"]
-    assert len(chat.store.published) == 2
+    (gone,) = chat.events("ChannelLeft")
+    assert (gone.data.channel_id, gone.data.user_id, gone.data.reason) == (
+        "customer-c1",
+        "m1",
+        "reassignment",
+    )
+    assert (gone.data.channel_kind, gone.data.customer_id) == ("customer", "c1")
+    assert len(chat.store.published) == 3
 
 
 async def test_a_customer_cannot_be_their_own_manager() -> None:
@@ -201,7 +208,7 @@ async def test_a_manager_sees_every_channel_and_where_they_are_a_member() -> Non
 
 
 def membership_handler(chat: FakeChat):
-    (subscription,) = wire(HANDLERS, channels=chat.channels)
+    (subscription,) = wire(HANDLERS, channels=chat.channels, roles=chat.roles)
     assert subscription.queue == MEMBERSHIP_QUEUE
     return subscription.handlers[ChannelJoined.TYPE]
 

@@ -28,7 +28,7 @@ from shared.dynamo import (
 from shared.pages import query_page
 from shared.store import Store, UnitOfWork
 
-from ..domain import Attachment, Channel, Message, Person, Role
+from ..domain import UNASSIGNED, Attachment, Channel, Message, Person, Role
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -154,6 +154,25 @@ class DynamoChat:
         )
         rows = (from_item(i) for i in response.get("Items", []))
         return [Person(v["user_id"], v["role"], v.get("arn"), v.get("username")) for v in rows]
+
+    async def people_page(
+        self, role: Role, cursor: str | None, limit: int
+    ) -> tuple[list[Person], str | None]:
+        items, next_cursor = await query_page(
+            self._client,
+            cursor,
+            names=("user_id", "role", "username"),
+            fixed={"role": role},
+            TableName=self.users,
+            IndexName="by_role",
+            KeyConditionExpression="#r = :role",
+            ExpressionAttributeNames={"#r": "role"},
+            ExpressionAttributeValues={":role": {"S": role}},
+            Limit=limit,
+        )
+        rows = (from_item(i) for i in items)
+        found = [Person(v["user_id"], v["role"], v.get("arn"), v.get("username")) for v in rows]
+        return found, next_cursor
 
     # --- channels and memberships -------------------------------------------------
 
@@ -292,6 +311,10 @@ class ChatWork(UnitOfWork):
         put: dict[str, Any] = {"TableName": self._tables.channels, "Item": item}
         if expected_manager is None:
             put["ConditionExpression"] = "attribute_not_exists(channel_id)"
+        elif expected_manager == UNASSIGNED:
+            put["ConditionExpression"] = (
+                "attribute_exists(channel_id) AND attribute_not_exists(manager_id)"
+            )
         else:
             put["ConditionExpression"] = "manager_id = :expected"
             put["ExpressionAttributeValues"] = {":expected": {"S": expected_manager}}
