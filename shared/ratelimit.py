@@ -166,12 +166,16 @@ class DynamoLimits:
         latest = now + rate.tolerance + SLACK  # the latest `tat` that still admits
         expires = math.ceil(latest + rate.interval)  # no `tat` this write sets is later
         if at_rest:
-            values = {":next": _n(now + rate.interval), ":now": _n(now), ":exp": _n(expires)}
+            values = {
+                ":next": _n(now + rate.interval),
+                ":now": _n(now),
+                ":exp": {"N": str(expires)},
+            }
             update = "SET tat = :next, expires_at = :exp"
             condition = "attribute_not_exists(tat) OR tat < :now"
         else:
             values = {":i": _n(rate.interval), ":now": _n(now), ":latest": _n(latest)}
-            values[":exp"] = _n(expires)
+            values[":exp"] = {"N": str(expires)}
             update = "SET tat = tat + :i, expires_at = :exp"
             condition = "tat >= :now AND tat <= :latest"
         self.calls += 1
