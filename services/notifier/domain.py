@@ -8,13 +8,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from shared.auth import ADMIN, MANAGER, Principal
-from shared.events import ChannelJoined, EventData, MessagePosted, UserMentioned
+from shared.auth import ADMIN, CUSTOMER, MANAGER, Principal
+from shared.events import ChannelJoined, ChannelLeft, EventData, MessagePosted, UserMentioned
 
 FRAME_TYPES = {
     MessagePosted.TYPE: "message.posted",
     UserMentioned.TYPE: "user.mentioned",
     ChannelJoined.TYPE: "channel.joined",
+    ChannelLeft.TYPE: "channel.left",
 }
 READY_FRAME = "session.ready"
 # A feed append is one DynamoDB transaction: rows + one head per user + a receipt
@@ -32,7 +33,7 @@ class Audience:
 
     channel_kind: str | None = None  # "customer" | "managers" | None (unknown)
     customer_id: str | None = None
-    subject_id: str | None = None  # the member a channel.joined is about
+    subject_id: str | None = None  # the member a channel.joined / channel.left is about
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ def _extra(data: EventData, name: str) -> str | None:
 
 
 def audience_of(data: EventData) -> Audience:
-    subject = data.user_id if isinstance(data, ChannelJoined) else None
+    subject = data.user_id if isinstance(data, ChannelJoined | ChannelLeft) else None
     return Audience(_extra(data, "channel_kind"), _extra(data, "customer_id"), subject)
 
 
@@ -81,8 +82,8 @@ def recipients(data: EventData, members: Iterable[str]) -> list[str]:
             who.add(audience.customer_id)
     elif isinstance(data, UserMentioned):
         who = {data.mentioned_user_id}
-    elif isinstance(data, ChannelJoined):
-        who.add(data.user_id)
+    elif isinstance(data, ChannelJoined | ChannelLeft):
+        who.add(data.user_id)  # who left hears it too (if their token may see it)
     if audience.channel_kind == "managers" and audience.customer_id:
         who.discard(audience.customer_id)  # never a customer into the managers' channel
     return sorted(who)
@@ -103,13 +104,18 @@ def is_staff(principal: Principal) -> bool:
 
 
 def may_see(principal: Principal, audience: Audience) -> bool:
-    """Managers (and admins) see every channel; a customer only their own
-    customer channel, and of membership changes only their own."""
+    """Role first, as chat decides (docs/chat.md, "Roles and access"): only a
+    token with `manager` sees a managers channel, whoever the feed row was
+    written for; managers and admins see every customer channel; a customer
+    only their own customer channel, and of membership changes in a channel
+    of unknown kind only their own."""
+    if audience.channel_kind == "managers":
+        return principal.has_any(MANAGER)
     if is_staff(principal):
         return True
-    if audience.subject_id is not None and audience.subject_id == principal.user_id:
-        return True
-    return audience.channel_kind == "customer" and audience.customer_id == principal.user_id
+    if audience.channel_kind == "customer":
+        return audience.customer_id == principal.user_id and principal.has_any(CUSTOMER)
+    return audience.subject_id is not None and audience.subject_id == principal.user_id
 
 
 def frame_text(frame_type: str, data: dict[str, Any], cursor: int) -> str:

@@ -2,8 +2,9 @@
 
 notifier.mentions  UserMentioned -> join the channel if needed, inbox entry,
                    ChannelJoined(reason=mention) through the outbox
-notifier.feed      MessagePosted, UserMentioned, ChannelJoined -> feed rows
-                   (and the membership view, from ChannelJoined)
+notifier.feed      MessagePosted, UserMentioned, ChannelJoined, ChannelLeft -> feed
+                   rows (and the membership view: ChannelJoined adds, ChannelLeft
+                   removes, so who left gets no more frames of the channel)
 notifier.fanout    the same events, to every replica -> wake the sessions
                    whose feeds the durable consumer wrote; RoomUpdated -> this
                    replica's room board -> `room.updated` to every session
@@ -21,6 +22,7 @@ from shared.bus import RejectEvent
 from shared.clock import utc_iso
 from shared.events import (
     ChannelJoined,
+    ChannelLeft,
     Envelope,
     EventData,
     MessagePosted,
@@ -157,6 +159,15 @@ async def on_channel_joined(
     await _append(feed, envelope, event, await members.members(event.channel_id))
 
 
+async def on_channel_left(
+    event: ChannelLeft, envelope: Envelope, *, feed: Feed, members: Members
+) -> None:
+    """Drop the person from the membership view (idempotent), then a
+    `channel.left` frame to them and the remaining members (once per event)."""
+    await members.remove(event.channel_id, event.user_id)
+    await _append(feed, envelope, event, await members.members(event.channel_id))
+
+
 async def _append(feed: Feed, envelope: Envelope, data: EventData, members: set[str]) -> None:
     entries = entries_for(envelope.event_id, data, members)
     parts = chunks(entries)
@@ -191,11 +202,13 @@ HANDLERS: HandlerTable = {
         MessagePosted: on_message_posted,
         UserMentioned: on_mentioned_feed,
         ChannelJoined: on_channel_joined,
+        ChannelLeft: on_channel_left,
     },
     FANOUT_QUEUE: {
         MessagePosted: on_fanout,
         UserMentioned: on_fanout,
         ChannelJoined: on_fanout,
+        ChannelLeft: on_fanout,
         RoomUpdated: on_room_updated,
     },
 }

@@ -47,13 +47,17 @@ class FeedReader(Protocol):
 
 
 class Members(Protocol):
-    """The notifier's view of channel membership (from ChannelJoined)."""
+    """The notifier's view of channel membership (from ChannelJoined and ChannelLeft)."""
 
     async def members(self, channel_id: str) -> set[str]: ...
 
     async def is_member(self, channel_id: str, user_id: str) -> bool: ...
 
     async def add(self, channel_id: str, user_id: str, reason: str) -> None: ...
+
+    async def remove(self, channel_id: str, user_id: str) -> None:
+        """Forget a membership announced ended by a ChannelLeft (idempotent)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -111,3 +115,20 @@ class RoomUpdates(Protocol):
     def update(self, event: RoomUpdated) -> None:
         """What the landing page shows of a room changed (this replica's board)."""
         ...
+
+
+class SessionLeases(Protocol):
+    """Open WebSockets per user, shared by every replica: a lease per session that
+    its replica renews while it is open, so a crashed replica's sessions expire."""
+
+    async def acquire(
+        self, user_id: str, session_id: str, limit: int, lease_seconds: float
+    ) -> bool:
+        """A lease for the session unless the user holds `limit` live ones (False)."""
+        ...
+
+    async def renew(self, user_id: str, session_id: str, lease_seconds: float) -> bool:
+        """Extend it; False if it expired or is gone (then `acquire` again)."""
+        ...
+
+    async def release(self, user_id: str, session_id: str) -> None: ...

@@ -192,6 +192,9 @@ class FakeMembers:
     async def add(self, channel_id: str, user_id: str, reason: str) -> None:
         self.rows.add((channel_id, user_id))
 
+    async def remove(self, channel_id: str, user_id: str) -> None:
+        self.rows.discard((channel_id, user_id))
+
 
 class FakeMentions:
     """The inbox: what each commit recorded (mention, membership, announced

@@ -121,6 +121,18 @@ class DynamoMembers:
             )
         )
 
+    async def remove(self, channel_id: str, user_id: str) -> None:
+        """Forget a membership announced ended by a ChannelLeft (idempotent):
+        at once in this replica's cache; a peer's cache within `cache_seconds`."""
+        self._recent.get(channel_id, {}).pop(user_id, None)
+        cached = self._cache.get(channel_id)
+        if cached is not None:
+            cached[1].discard(user_id)
+        await self._client.delete_item(
+            TableName=self.table,
+            Key={"channel_id": {"S": channel_id}, "user_id": {"S": user_id}},
+        )
+
     def join_item(self, channel_id: str, user_id: str, reason: str) -> TransactItem:
         """A transaction item that records a new membership, failing if it exists."""
         return {
