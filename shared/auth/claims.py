@@ -7,9 +7,10 @@ check what PyJWT does not know about: `token_use`, `client_id`, the groups.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Any, Final, TypeGuard
 
 import jwt
 
@@ -20,6 +21,11 @@ from .principal import Principal
 DEFAULT_LEEWAY_SECONDS: Final = 30.0
 REQUIRED_CLAIMS: Final = ("exp", "iat", "iss", "sub", "token_use", "client_id")
 GROUPS_CLAIM: Final = "cognito:groups"
+# A `sub` becomes a user id in tables, keys, ARNs and logs: Cognito's are UUIDs;
+# local ones are names. Anything else (empty, huge, `#`, `/`, spaces, control
+# characters) is refused rather than carried into keys.
+SUB_MAX_LENGTH: Final = 128
+SUB_PATTERN: Final = re.compile(rf"[A-Za-z0-9._@:+-]{{1,{SUB_MAX_LENGTH}}}")
 
 # PyJWT's messages are fine for logs; clients get these, and nothing else.
 _MESSAGES: Final[tuple[tuple[type[jwt.PyJWTError], str], ...]] = (
@@ -75,13 +81,18 @@ def decode_access_token(
     return principal_from_claims(claims, client_ids=client_ids)
 
 
+def valid_sub(sub: object) -> TypeGuard[str]:
+    """Non-empty, at most `SUB_MAX_LENGTH` characters of letters, digits and `._@:+-`."""
+    return isinstance(sub, str) and SUB_PATTERN.fullmatch(sub) is not None
+
+
 def principal_from_claims(claims: dict[str, Any], *, client_ids: Collection[str]) -> Principal:
     if claims.get("token_use") != "access":
         raise invalid_token("token is not an access token")
     if claims.get("client_id") not in client_ids:
         raise invalid_token("token was issued for another client")
     sub = claims.get("sub")
-    if not isinstance(sub, str) or not sub:
+    if not valid_sub(sub):
         raise invalid_token("token subject is malformed")
     groups = claims.get(GROUPS_CLAIM, [])
     if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):

@@ -1,4 +1,5 @@
-"""Production: Cognito user pool access tokens, RS256, keys from the pool's JWKS."""
+"""Production: Cognito user pool access tokens, RS256, keys from the pool's JWKS;
+with a `RevocationChecker`, a token the pool has revoked is refused too."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import jwt
 from .claims import DEFAULT_LEEWAY_SECONDS, decode_access_token, invalid_token
 from .jwks import SIGNING_ALGORITHM, JwksCache
 from .principal import Principal
+from .revocation import RevocationChecker
 
 
 def cognito_issuer(region: str, user_pool_id: str) -> str:
@@ -30,7 +32,11 @@ class CognitoTokenVerifier:
         leeway_seconds: float = DEFAULT_LEEWAY_SECONDS,
         http_client: httpx.AsyncClient | None = None,
         clock: Callable[[], float] = time.monotonic,
+        revocation: RevocationChecker | None = None,
     ) -> None:
+        self.revocation = revocation
+        # Long-lived connections verify their token again this often (None: never).
+        self.revocation_check_seconds = revocation.check_seconds if revocation else None
         self.issuer = cognito_issuer(region, user_pool_id)
         self.client_ids = frozenset(client_ids)
         if not self.client_ids:
@@ -56,7 +62,7 @@ class CognitoTokenVerifier:
         if not isinstance(kid, str) or not kid:
             raise invalid_token("token has no key id")
         key = await self.jwks.signing_key(kid)
-        return decode_access_token(
+        principal = decode_access_token(
             token,
             key,
             algorithm=SIGNING_ALGORITHM,
@@ -64,3 +70,6 @@ class CognitoTokenVerifier:
             client_ids=self.client_ids,
             leeway_seconds=self._leeway,
         )
+        if self.revocation is not None:  # only for tokens that passed every local check
+            await self.revocation.check(token)
+        return principal

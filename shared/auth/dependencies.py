@@ -101,15 +101,26 @@ async def authenticate_websocket(
     it before the handshake; otherwise it is accepted to read the frame. Raises
     `Unauthorized` (the caller closes with 4401 or 1008), or `WebSocketDisconnect`
     when the client leaves first. Prefer the frame: query strings end up in
-    access logs.
+    access logs (Belfry's own log redacts them, proxies' may not).
     """
+    principal, _ = await websocket_credentials(websocket, verifier, timeout_seconds=timeout_seconds)
+    return principal
+
+
+async def websocket_credentials(
+    websocket: WebSocket,
+    verifier: TokenVerifier | None = None,
+    *,
+    timeout_seconds: float = WEBSOCKET_AUTH_TIMEOUT_SECONDS,
+) -> tuple[Principal, str]:
+    """`authenticate_websocket`, and the token (for a session that checks it again)."""
     verifier = verifier or app_verifier(websocket.app)
     token = websocket.query_params.get("token")
     if token is None:
         token = await _auth_frame_token(websocket, timeout_seconds)
     principal = await verifier.verify(token)
     structlog.contextvars.bind_contextvars(user_id=principal.user_id)
-    return principal
+    return principal, token
 
 
 async def _auth_frame_token(websocket: WebSocket, timeout_seconds: float) -> str:
@@ -122,11 +133,17 @@ async def _auth_frame_token(websocket: WebSocket, timeout_seconds: float) -> str
         raise _challenge(f"no auth frame within {timeout_seconds:g} s") from None
     if message["type"] == "websocket.disconnect":
         raise WebSocketDisconnect(message.get("code", 1000), message.get("reason"))
-    try:
-        frame = json.loads(message.get("text") or "")
-    except ValueError:
-        frame = None
-    token = frame.get("token") if isinstance(frame, dict) and frame.get("type") == "auth" else None
-    if not isinstance(token, str) or not token:
+    token = auth_frame_token(message.get("text"))
+    if not token:
         raise _challenge('the first frame must be {"type": "auth", "token": "<jwt>"}')
     return token
+
+
+def auth_frame_token(text: str | None) -> str | None:
+    """The token of a text frame `{"type": "auth", "token": "<jwt>"}`, else None."""
+    try:
+        frame = json.loads(text or "")
+    except ValueError:
+        return None
+    token = frame.get("token") if isinstance(frame, dict) and frame.get("type") == "auth" else None
+    return token if isinstance(token, str) and token else None

@@ -19,6 +19,9 @@ ALGORITHM: Final = "HS256"
 
 
 class LocalTokenVerifier:
+    # No provider to ask: a local token lives until its `exp` (docs/sign-in.md).
+    revocation_check_seconds: float | None = None
+
     def __init__(
         self,
         secret: str | bytes,
