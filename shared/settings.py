@@ -167,6 +167,18 @@ class BelfrySettings(BaseSettings):
         60.0, description="Least time between two JWKS fetches for an unknown key id."
     )
     jwks_timeout_seconds: float = Field(5.0, gt=0, description="Timeout of one JWKS fetch.")
+    cognito_revocation_check_seconds: float = Field(
+        60.0,
+        ge=0,
+        description="Cognito mode: how long a token's GetUser answer (alive or revoked) is "
+        "reused, and how often an open WebSocket checks its token again; 0: never ask.",
+    )
+    cognito_revocation_outage_grace_seconds: float = Field(
+        300.0,
+        ge=0,
+        description="While the user pool cannot be asked, signature-valid tokens are accepted "
+        "unchecked for this long after its last answer; then refused (503 auth_unavailable).",
+    )
 
     # --- process -----------------------------------------------------------
     instance_id: str | None = Field(None, description="Defaults to host name + pid.")
