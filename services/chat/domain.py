@@ -215,6 +215,14 @@ def _mention_refusal(
     return reason
 
 
+@dataclass(frozen=True)
+class DirectoryEntry:
+    """A person as the identity provider knows them."""
+
+    username: str | None
+    groups: frozenset[str]
+
+
 def assignment_refusal(
     user_id: str, wanted: Role, groups: frozenset[str] | None
 ) -> Unprocessable | None:

@@ -9,7 +9,7 @@ from typing import Any, Protocol, Self
 
 from shared.events import Envelope
 
-from .domain import Attachment, Channel, Message, Person, Role
+from .domain import Attachment, Channel, DirectoryEntry, Message, Person, Role
 
 
 class ChatChime(Protocol):
@@ -44,9 +44,9 @@ class Directory(Protocol):
 
     authoritative: bool  # False: only chat's own record; a token's role is trusted
 
-    async def groups(self, user_id: str, *, fresh: bool = False) -> frozenset[str] | None:
-        """The groups of the user whose token `sub` is `user_id`; None: no such
-        user. `fresh` skips the cache (the sweep)."""
+    async def find(self, user_id: str, *, fresh: bool = False) -> DirectoryEntry | None:
+        """The user whose token `sub` is `user_id`: their username and groups;
+        None: no such user. `fresh` skips the cache (the sweep)."""
         ...
 
 

@@ -28,6 +28,7 @@ from .domain import (
     CUSTOMER,
     MANAGER,
     Channel,
+    DirectoryEntry,
     Person,
     Role,
     announce,
@@ -66,9 +67,9 @@ class RecordedRoles:
     def __init__(self, store: ChatStore) -> None:
         self.store = store
 
-    async def groups(self, user_id: str, *, fresh: bool = False) -> frozenset[str] | None:
+    async def find(self, user_id: str, *, fresh: bool = False) -> DirectoryEntry | None:
         person = await self.store.person(user_id)
-        return None if person is None else frozenset({person.role})
+        return None if person is None else DirectoryEntry(person.username, frozenset({person.role}))
 
 
 class RoleChanges:
@@ -94,15 +95,16 @@ class RoleChanges:
         identity provider says they are a customer and a manager; else 422
         `not_a_customer` / `not_a_manager` (`details.reason`: `unknown_user`,
         `wrong_role`)."""
-        customer_groups, manager_groups = await asyncio.gather(
-            self.directory.groups(customer_id), self.directory.groups(manager_id)
+        found = await asyncio.gather(
+            self.directory.find(customer_id), self.directory.find(manager_id)
         )
         known = await self.store.people([customer_id, manager_id])
         if self.directory.authoritative:  # what the pool says is news: keep it
-            for user_id, groups in ((customer_id, customer_groups), (manager_id, manager_groups)):
-                if groups is not None:
-                    await self._observed(known.get(user_id), user_id, role_of(groups))
+            for user_id, entry in zip((customer_id, manager_id), found, strict=True):
+                if entry is not None:
+                    await self._observed(known.get(user_id), user_id, entry)
             known = await self.store.people([customer_id, manager_id])
+        customer_groups, manager_groups = (e.groups if e else None for e in found)
         for refusal in (
             assignment_refusal(customer_id, CUSTOMER, customer_groups),
             assignment_refusal(manager_id, MANAGER, manager_groups),
@@ -113,23 +115,28 @@ class RoleChanges:
         manager = known.get(manager_id) or Person(manager_id, MANAGER)
         return replace(customer, role=CUSTOMER), replace(manager, role=MANAGER)
 
-    async def _observed(self, known: Person | None, user_id: str, role: Role | None) -> None:
+    async def _observed(self, known: Person | None, user_id: str, entry: DirectoryEntry) -> None:
+        """Record the role (and username: the sweep finds people by it) the
+        pool gives; a recorded manager it no longer calls one lost the role."""
+        role: Role | None = role_of(entry.groups)
         if role is None:
             role = CUSTOMER if known is not None and known.role == MANAGER else None
-        if role is None or (known is not None and known.role == role):
+        username = entry.username or (known.username if known else None)
+        if role is None or (known is not None and (known.role, known.username) == (role, username)):
             return
-        if known is not None and known.role == MANAGER:
-            await self.lost(replace(known, role=role))
+        person = Person(user_id, role, username=username)
+        if known is not None and known.role == MANAGER and role != MANAGER:
+            await self.lost(person)
         else:
-            await self.store.save_person(Person(user_id, role))
+            await self.store.save_person(person)
 
     # --- a promotion: believe the token only if the identity provider does ------
 
     async def confirms_manager(self, user_id: str) -> bool:
         if not self.directory.authoritative:
             return True  # no pool: the token is all chat has
-        groups = await self.directory.groups(user_id)
-        return groups is not None and role_of(groups) == MANAGER
+        entry = await self.directory.find(user_id)
+        return entry is not None and role_of(entry.groups) == MANAGER
 
     # --- a lost role ----------------------------------------------------------------
 
@@ -195,8 +202,8 @@ class RoleChanges:
         while True:
             page, cursor = await self.store.people_page(MANAGER, cursor, SWEEP_PAGE)
             for person in page:
-                groups = await self.directory.groups(person.user_id, fresh=True)
-                role = role_of(groups) if groups is not None else None
+                entry = await self.directory.find(person.user_id, fresh=True)
+                role = role_of(entry.groups) if entry is not None else None
                 if role != MANAGER:
                     # no chat role left (or no such user): the least access, customer
                     await self.lost(replace(person, role=role or CUSTOMER))

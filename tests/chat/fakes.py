@@ -24,6 +24,7 @@ from services.chat.domain import (
     Attachment,
     Caller,
     Channel,
+    DirectoryEntry,
     Message,
     Person,
     Role,
@@ -451,11 +452,12 @@ class FakeDirectory:
     def set(self, user_id: str, *groups: str) -> None:
         self.pool[user_id] = frozenset(groups)
 
-    async def groups(self, user_id: str, *, fresh: bool = False) -> frozenset[str] | None:
+    async def find(self, user_id: str, *, fresh: bool = False) -> DirectoryEntry | None:
         self.calls.append((user_id, fresh))
         if self.failing:
             raise ServiceUnavailable("the pool is down", code="directory_unavailable")
-        return self.pool.get(user_id)
+        groups = self.pool.get(user_id)
+        return None if groups is None else DirectoryEntry(f"{user_id}-name", groups)
 
 
 # --- S3 -----------------------------------------------------------------------------------

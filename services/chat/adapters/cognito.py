@@ -17,6 +17,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from shared.errors import ServiceUnavailable
 from shared.logging import get_logger
 
+from ..domain import DirectoryEntry
+
 log = get_logger("belfry.chat")
 
 CACHE_SIZE = 10_000
@@ -43,9 +45,9 @@ class CognitoDirectory:
         self.user_pool_id = user_pool_id
         self._ttl = cache_seconds
         self._clock = clock
-        self._cache: OrderedDict[str, tuple[float, frozenset[str] | None]] = OrderedDict()
+        self._cache: OrderedDict[str, tuple[float, DirectoryEntry | None]] = OrderedDict()
 
-    async def groups(self, user_id: str, *, fresh: bool = False) -> frozenset[str] | None:
+    async def find(self, user_id: str, *, fresh: bool = False) -> DirectoryEntry | None:
         cached = self._cache.get(user_id)
         if not fresh and cached is not None and cached[0] > self._clock():
             return cached[1]
@@ -62,7 +64,7 @@ class CognitoDirectory:
             self._cache.popitem(last=False)
         return found
 
-    async def _lookup(self, user_id: str) -> frozenset[str] | None:
+    async def _lookup(self, user_id: str) -> DirectoryEntry | None:
         if not user_id or len(user_id) > 128:
             return None
         listed = await self._client.list_users(
@@ -91,4 +93,4 @@ class CognitoDirectory:
             groups |= {g["GroupName"] for g in page.get("Groups", [])}
             token = page.get("NextToken")
             if not token:
-                return frozenset(groups)
+                return DirectoryEntry(username, frozenset(groups))
