@@ -220,7 +220,8 @@ async def test_a_token_that_says_manager_is_not_recorded_unless_the_pool_agrees(
     assert chat.store.users["m1"].role == "customer"  # ... not what chat records
     pool(chat).set("m1", "manager")  # promoted again for real
     await chat.people.caller("m1", "manager")
-    assert chat.store.users["m1"].role == "manager"
+    recorded: str = chat.store.users["m1"].role
+    assert recorded == "manager"
 
 
 async def test_a_lazy_join_that_raced_the_lost_role_is_ended() -> None:
