@@ -9,11 +9,12 @@ from fastapi import APIRouter, Depends, Query, Response, WebSocket
 from pydantic import BaseModel
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from shared.auth import CurrentUser, authenticate_websocket
+from shared.auth import CurrentUser, SessionAuth
 from shared.clock import utc_iso
 from shared.errors import BelfryError, NotFound
 from shared.service import provided
 
+from .limits import CLOSE_TOO_MANY, SessionLimit
 from .live import CLOSE_UNAUTHORIZED, Session
 from .state import Notifier
 
@@ -75,27 +76,41 @@ async def notifications_ws(
     websocket: WebSocket, notifier: NotifierDep, since: str | None = None
 ) -> None:
     """Frames `{"type", "data", "cursor"}` for what the caller may read; the first
-    is `session.ready`. Token: `?token=` or a first frame `{"type": "auth",
-    "token": …}`. Resume with `?since=<cursor of the last frame you got>`.
-    `room.updated` frames (landing page changes, any role) have no cursor and
-    are not replayed: fetch `GET /rooms` once on (re)connect."""
+    is `session.ready`. Token: a first frame `{"type": "auth", "token": …}` (or
+    `?token=`, which proxies may log). The socket closes 4401 `token_expired` at
+    the token's `exp` unless an auth frame with a fresh token of the same user
+    came first (answered `session.renewed`); 4401 `token_revoked` once Cognito
+    revoked it; 4429 `too_many_sessions` beyond the per-user cap. Resume with
+    `?since=<cursor of the last frame you got>`. `room.updated` frames (landing
+    page changes, any role) have no cursor and are not replayed: fetch
+    `GET /rooms` once on (re)connect."""
     try:
-        principal = await authenticate_websocket(websocket)
+        auth = await SessionAuth.connect(websocket)
     except WebSocketDisconnect:
         return
     except BelfryError as exc:
-        if websocket.client_state == WebSocketState.CONNECTING:
-            await websocket.accept()
-        await websocket.close(CLOSE_UNAUTHORIZED, exc.message[:120])
+        await _refuse(websocket, CLOSE_UNAUTHORIZED, exc.error_code)
+        return
+    settings = notifier.settings
+    limit = SessionLimit(
+        notifier.leases,
+        auth.user_id,
+        limit=settings.notifier_ws_max_per_user,
+        lease_seconds=settings.notifier_ws_lease_seconds,
+    )
+    if not await limit.enter():
+        await _refuse(websocket, CLOSE_TOO_MANY, "too_many_sessions")
         return
     session = Session(
         websocket,
-        principal,
+        auth.principal,
         notifier.feed,
-        replay_limit=notifier.settings.notifier_replay_limit,
-        send_buffer=notifier.settings.notifier_ws_send_buffer,
-        send_timeout=notifier.settings.notifier_ws_send_timeout_seconds,
-        poll_seconds=notifier.settings.notifier_ws_poll_seconds,
+        replay_limit=settings.notifier_replay_limit,
+        send_buffer=settings.notifier_ws_send_buffer,
+        send_timeout=settings.notifier_ws_send_timeout_seconds,
+        poll_seconds=settings.notifier_ws_poll_seconds,
+        auth=auth,
+        limit=limit,
     )
     notifier.hub.add(session)
     try:
@@ -105,3 +120,11 @@ async def notifications_ws(
         pass
     finally:
         notifier.hub.remove(session)
+        await limit.leave()
+
+
+async def _refuse(websocket: WebSocket, code: int, reason: str) -> None:
+    if websocket.client_state == WebSocketState.CONNECTING:
+        await websocket.accept()
+    if websocket.application_state != WebSocketState.DISCONNECTED:
+        await websocket.close(code, reason)

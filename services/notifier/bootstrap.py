@@ -17,6 +17,7 @@ from .adapters.chime import ChimeMemberships
 from .adapters.feed import FEED_TABLE, DynamoFeed
 from .adapters.members import MEMBERS_TABLE, DynamoMembers
 from .adapters.mentions import MENTIONS_TABLE, DynamoMentions
+from .adapters.sessions import SESSIONS_TABLE, DynamoSessionLeases, MemorySessionLeases
 from .api import router
 from .board import RoomBoard
 from .fanout import ReceiptWatcher, RoomBroadcaster
@@ -34,7 +35,7 @@ async def build(settings: NotifierSettings, aws: AwsClients, bus: EventBus) -> C
         aws.dynamodb,
         settings.table_prefix,
         NAME,
-        [FEED_TABLE, MENTIONS_TABLE, MEMBERS_TABLE, INBOX_TABLE, OUTBOX_TABLE],
+        [FEED_TABLE, MENTIONS_TABLE, MEMBERS_TABLE, SESSIONS_TABLE, INBOX_TABLE, OUTBOX_TABLE],
     )
     hub = Hub()
     feed = DynamoFeed(
@@ -60,6 +61,12 @@ async def build(settings: NotifierSettings, aws: AwsClients, bus: EventBus) -> C
     )
     joiner = JoinBatcher(chime.add_members, window_seconds=settings.notifier_join_window_seconds)
     watcher = ReceiptWatcher(feed=feed, hub=hub)
+    # The in-process bus is one process by definition: its sessions count in memory.
+    leases = (
+        MemorySessionLeases()
+        if settings.amqp_url.startswith("memory://")
+        else DynamoSessionLeases(aws.dynamodb, tables["sessions"])
+    )
     board = RoomBoard(interval_seconds=settings.notifier_room_frame_interval_seconds)
     rooms = RoomBroadcaster(board=board, hub=hub)
 
@@ -70,7 +77,9 @@ async def build(settings: NotifierSettings, aws: AwsClients, bus: EventBus) -> C
     return Component(
         name=NAME,
         bus=bus,
-        provides=(Notifier(settings=settings, feed=feed, mentions=mentions, hub=hub),),
+        provides=(
+            Notifier(settings=settings, feed=feed, mentions=mentions, hub=hub, leases=leases),
+        ),
         subscriptions=wire(
             HANDLERS,
             claims=inbox,

@@ -13,11 +13,24 @@ same send buffer and slow-client rules; while the buffer is full only the
 latest frame per key waits, so a client behind gets the latest state, not
 every step.
 
-Close codes: 4401 no or bad token; 4400 a malformed or unknown cursor; 4410 a
-cursor more than `replay_limit` frames behind (fetch state over HTTP, then
-connect without `since`); 4429 a client too slow to take its frames (its send
-buffer stayed full, or one frame could not be written, for the send timeout):
-reconnect with the last cursor.
+A session ends with its token (`shared.auth.SessionAuth`): at the token's `exp`
+it is closed 4401 `token_expired`, unless the client sent a fresh token of the
+same user before, in a frame `{"type": "auth", "token": "<jwt>"}` (answered by
+`{"type": "session.renewed", "data": {"expires_at": <epoch s>}}`); in Cognito
+mode the token is checked against the user pool again every
+`BELFRY_COGNITO_REVOCATION_CHECK_SECONDS`, and a revoked one closes 4401
+`token_revoked`. A user holds at most `limit` sessions over every replica
+(`SessionLimit`, leases renewed while open); the next is closed 4429
+`too_many_sessions`.
+
+Close codes: 4401 no, bad, expired or revoked token, or a refused renewal (the
+reason is the error code: `invalid_token`, `token_expired`, `token_revoked`,
+`subject_mismatch`); 4400 a malformed or unknown cursor; 4410 a cursor more
+than `replay_limit` frames behind (fetch state over HTTP, then connect without
+`since`); 4429 a client too slow to take its frames (its send buffer stayed
+full, or one frame could not be written, for the send timeout): reconnect with
+the last cursor; 4429 `too_many_sessions`: close another of the user's sockets
+first; 1013 the user pool has been unreachable for longer than its grace.
 """
 
 from __future__ import annotations
@@ -30,7 +43,8 @@ from collections.abc import Iterable, Mapping
 from prometheus_client import Counter, Gauge
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from shared.auth import Principal
+from shared.auth import Principal, SessionAuth, auth_frame_token
+from shared.errors import BelfryError, ServiceUnavailable, Unauthorized
 from shared.logging import get_logger
 
 from .domain import (
@@ -43,6 +57,7 @@ from .domain import (
     frame_text,
     may_see,
 )
+from .limits import SessionEnded, SessionLimit
 from .ports import FeedReader
 
 log = get_logger("belfry.notifier")
@@ -51,6 +66,8 @@ CLOSE_BAD_CURSOR = 4400
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_CURSOR_TOO_OLD = 4410
 CLOSE_SLOW_CLIENT = 4429
+CLOSE_TRY_LATER = 1013
+RENEWED_FRAME = "session.renewed"
 PAGE = 100
 FIRST_READ = 10  # most wake-ups find a row or two: ask for few keys first
 
@@ -132,10 +149,14 @@ class Session:
         send_buffer: int,
         send_timeout: float,
         poll_seconds: float,
+        auth: SessionAuth | None = None,
+        limit: SessionLimit | None = None,
     ) -> None:
         self.websocket = websocket
-        self.principal = principal
+        self._principal = principal
         self.user_id = principal.user_id
+        self.auth = auth  # None: the session does not end with a token (unit tests)
+        self.limit = limit
         self._feed = feed
         self._replay_limit = replay_limit
         self._send_timeout = send_timeout
@@ -147,6 +168,11 @@ class Session:
         self._ephemeral: dict[str, tuple[str, str]] = {}
         self._ephemeral_ready = asyncio.Event()
         self._started = False
+
+    @property
+    def principal(self) -> Principal:
+        """The caller as their latest token says (a renewal may change the groups)."""
+        return self.auth.principal if self.auth is not None else self._principal
 
     async def start(self, since: str | None) -> bool:
         """Accept, check the cursor, send the ready frame; False if closed."""
@@ -183,6 +209,10 @@ class Session:
             asyncio.create_task(self._send()),
             asyncio.create_task(self._listen()),
         ]
+        if self.auth is not None:
+            tasks.append(asyncio.create_task(self.auth.watch()))
+        if self.limit is not None:
+            tasks.append(asyncio.create_task(self.limit.keep()))
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -193,6 +223,12 @@ class Session:
             error = task.exception()
             if isinstance(error, SlowClient):
                 await self.close(CLOSE_SLOW_CLIENT, "too slow: reconnect with your last cursor")
+            elif isinstance(error, SessionEnded):
+                await self.close(error.code, error.reason)
+            elif isinstance(error, Unauthorized):
+                await self.close(CLOSE_UNAUTHORIZED, error.error_code)
+            elif isinstance(error, ServiceUnavailable):
+                await self.close(CLOSE_TRY_LATER, error.error_code)
             elif error is not None and not isinstance(error, WebSocketDisconnect):
                 log.warning("ws.session_failed", error=repr(error))
                 await self.close(1011, "internal error: reconnect with your last cursor")
@@ -271,6 +307,20 @@ class Session:
             message = await self.websocket.receive()
             if message["type"] == "websocket.disconnect":
                 return
+            token = auth_frame_token(message.get("text"))
+            if token is not None and self.auth is not None:
+                await self._renew(self.auth, token)
+
+    async def _renew(self, auth: SessionAuth, token: str) -> None:
+        """An auth frame: a refused token ends the session (4401, its error code)."""
+        try:
+            await auth.renew(token)
+        except ServiceUnavailable:
+            raise
+        except BelfryError as exc:
+            raise SessionEnded(CLOSE_UNAUTHORIZED, exc.error_code) from None
+        data = {"expires_at": int(auth.expires_at)}
+        await self._put((RENEWED_FRAME, json.dumps({"type": RENEWED_FRAME, "data": data})))
 
     async def close(self, code: int, reason: str) -> None:
         CLOSED.labels(str(code)).inc()

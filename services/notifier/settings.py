@@ -81,3 +81,22 @@ class NotifierSettings(BelfrySettings):
             "are merged and the latest state is sent when it ends."
         ),
     )
+    notifier_ws_max_per_user: int = Field(
+        10,
+        ge=1,
+        le=1000,
+        description=(
+            "Open WebSockets one user may hold across every replica; the next one is "
+            "closed with 4429 `too_many_sessions`."
+        ),
+    )
+    notifier_ws_lease_seconds: float = Field(
+        90.0,
+        ge=3,
+        le=3600,
+        description=(
+            "A WebSocket's place in its user's count is a lease renewed every third of "
+            "this while it is open (one conditional write per socket and period); a "
+            "crashed replica's sockets stop counting after it."
+        ),
+    )

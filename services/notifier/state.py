@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .live import Hub
-from .ports import FeedReader, MentionInbox
+from .ports import FeedReader, MentionInbox, SessionLeases
 from .settings import NotifierSettings
 
 
@@ -15,3 +15,4 @@ class Notifier:
     feed: FeedReader
     mentions: MentionInbox
     hub: Hub
+    leases: SessionLeases
