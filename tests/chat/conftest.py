@@ -61,7 +61,17 @@ class ChatWorld:
         )
         return self.of(kind, **fields)
 
+    async def seen(self, user_id: str, role: str) -> None:
+        """`user_id` calls chat once with a token of `role`: how chat learns a
+        person's role when no user pool is configured (docs/chat.md, "Roles")."""
+        response = await self.http.get("/chat/channels", headers=self.token(user_id, role))
+        assert response.status_code == 200, response.text
+
     async def assign(self, customer: str, manager: str) -> dict[str, Any]:
+        """An admin assigns `customer` (who has been seen as a customer) to
+        `manager` (seen as a manager)."""
+        await self.seen(customer, "customer")
+        await self.seen(manager, "manager")
         response = await self.http.put(
             f"/chat/customers/{customer}/manager",
             json={"manager_id": manager},

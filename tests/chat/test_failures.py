@@ -70,6 +70,8 @@ async def test_two_posts_racing_for_one_attachment_leave_one_message(world: Chat
 async def test_racing_reassignments_leave_chime_and_chat_agreeing(world: ChatWorld) -> None:
     c1, m1, m2, m3 = world.person("c"), world.person("m"), world.person("m"), world.person("m")
     channel = (await world.assign(c1, m1))["customer_channel"]
+    for manager in (m2, m3):
+        await world.seen(manager, "manager")
     admin = world.token("admin-race", "admin")
     responses = await asyncio.gather(
         *(

@@ -293,6 +293,7 @@ async def test_a_presigned_post_upload_can_be_attached(world: ChatWorld) -> None
 
 async def test_a_manager_may_take_a_customer_and_is_then_a_member(world: ChatWorld) -> None:
     c1, m1 = world.person("c"), world.person("m")
+    await world.seen(c1, "customer")
     response = await world.http.put(
         f"/chat/customers/{c1}/manager", json={"manager_id": m1}, headers=world.token(m1, "manager")
     )

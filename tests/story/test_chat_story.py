@@ -74,6 +74,9 @@ async def test_customer_manager_chat_with_mentions_and_a_lazy_join(
     )
     try:
         async with serving(app) as base, httpx.AsyncClient(base_url=base, timeout=30) as http:
+            for who, group in ((c1, "customer"), (m1, "manager")):  # chat learns their roles
+                seen = await http.get("/chat/channels", headers=auth(who, group))
+                assert seen.status_code == 200, seen.text
             assigned = await http.put(
                 f"/chat/customers/{c1}/manager",
                 json={"manager_id": m1},
