@@ -29,9 +29,10 @@ from structlog.contextvars import bind_contextvars, get_contextvars, reset_conte
 
 REDACTED: Final = "[redacted]"
 # `?token=…`, `&access_token=…`, `X-Amz-Security-Token=…`, `password=…`: up to the
-# next delimiter of a query string, a quote, a space or the end.
+# next delimiter of a query string, a quote, a backslash (JSON's `\"`), a space or
+# the end.
 _SECRET_PARAMETER: Final = re.compile(
-    r"(?i)((?:[\w.-]*token|password|secret|signature|credential)=)[^&\s\"'<>;,)]+"
+    r"(?i)((?:[\w.-]*token|password|secret|signature|credential)=)[^&\s\"'<>;,)\\]+"
 )
 _BEARER: Final = re.compile(r"(?i)\b(bearer\s+)[\w.~+/=-]+")
 # Any JWT (header.payload.signature, base64url, the header always starts `eyJ`).

@@ -332,3 +332,16 @@ def test_no_log_line_carries_a_token(fmt: str, capsys: pytest.CaptureFixture[str
     assert output.count(REDACTED) >= 4
     assert "u-log" in output
     assert "[accepted]" in output
+
+
+def test_a_redacted_json_line_stays_json(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("INFO", "json")
+    try:
+        logging.getLogger("uvicorn.error").info(
+            '%s - "WebSocket %s" [accepted]', "127.0.0.1:1", f"/ws?token={JWT}&since=2"
+        )
+        line = capsys.readouterr().err.strip()
+    finally:
+        logging.getLogger().handlers.clear()
+    event = json.loads(line)["event"]
+    assert event == '127.0.0.1:1 - "WebSocket /ws?token=[redacted]&since=2" [accepted]'
