@@ -9,6 +9,7 @@ import re
 
 from shared.budget import BUDGET_OWNER, BUDGET_TABLE
 from shared.dynamo import TableSpec
+from shared.ratelimit import RATE_LIMIT_OWNER, RATE_LIMIT_TABLE
 from shared.settings import BelfrySettings
 from tests.deploy.manifests import (
     COMPOSE_FILE,
@@ -129,6 +130,7 @@ def test_the_readme_lists_every_table_as_the_services_define_it() -> None:
         f"{name}-{spec.suffix}": spec for name in SERVICES for spec in service_table_specs(name)
     }
     defined[f"{BUDGET_OWNER}-{BUDGET_TABLE.suffix}"] = BUDGET_TABLE  # every Chime client's
+    defined[f"{RATE_LIMIT_OWNER}-{RATE_LIMIT_TABLE.suffix}"] = RATE_LIMIT_TABLE  # every service's
     assert set(documented_tables) == set(defined), "deploy/README.md's tables are not the code's"
     for table, spec in defined.items():
         assert documented_tables[table] == spec_row(spec), table
