@@ -96,7 +96,8 @@ async def test_local_expired_and_forged_tokens_are_refused(
     memory_platform: RunningPlatform,
 ) -> None:
     pool = await memory_platform.user_pool()
-    real = claims_of(await sign_in(pool, "alice"))
+    issued = await sign_in(pool, "alice")
+    real = claims_of(issued)
     now = int(time.time())
     other_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     refused = {
@@ -107,15 +108,16 @@ async def test_local_expired_and_forged_tokens_are_refused(
         "forged: another key, the pool's kid": signed(real, other_key),
         "another pool": signed({**real, "iss": f"{pool.issuer}x"}, moto_signing_key()),
         "another app client": signed({**real, "client_id": "someone-else"}, moto_signing_key()),
+        # moto's key is public: signed with it, but never issued by the pool (GetUser)
+        "revoked: the pool's key, not issued": signed(real, moto_signing_key()),
     }
     async with httpx.AsyncClient(base_url=memory_platform.url, timeout=10) as http:
-        assert (
-            await http.get("/schedule", headers=auth(signed(real, moto_signing_key())))
-        ).is_success
+        assert (await http.get("/schedule", headers=auth(issued))).is_success
         for what, token in refused.items():
             response = await http.get("/schedule", headers=auth(token))
             assert response.status_code == 401, (what, response.text)
             expected = "token_expired" if what.startswith("expired") else "invalid_token"
+            expected = "token_revoked" if what.startswith("revoked") else expected
             assert response.json()["error"]["code"] == expected, (what, response.text)
 
 
