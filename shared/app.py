@@ -25,7 +25,8 @@ from structlog.contextvars import bound_contextvars
 from shared import metrics
 from shared.auth.config import AuthConfig, auth_config
 from shared.bus import PublishFailed
-from shared.errors import BelfryError
+from shared.edge import EdgeMiddleware
+from shared.errors import BelfryError, error_body, json_error
 from shared.logging import get_logger, new_correlation_id
 
 log = get_logger("belfry.http")
@@ -57,49 +58,30 @@ _UNAVAILABLE_AWS_CODES = {
 }
 
 
-def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
-    error: dict[str, Any] = {"code": code, "message": message}
-    if details is not None:
-        error["details"] = details
-    return {"error": error}
-
-
-def _json_error(
-    status: int,
-    code: str,
-    message: str,
-    details: Any = None,
-    headers: Mapping[str, str] | None = None,
-) -> JSONResponse:
-    return JSONResponse(
-        error_body(code, message, details), status_code=status, headers=dict(headers or {})
-    )
-
-
 async def _belfry_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, BelfryError)
-    return _json_error(exc.status, exc.error_code, exc.message, exc.details, exc.headers)
+    return json_error(exc.status, exc.error_code, exc.message, exc.details, exc.headers)
 
 
 async def _validation_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     errors = exc.errors()
     if any(e.get("type") == "json_invalid" for e in errors):
-        return _json_error(400, "invalid_json", "the request body is not valid JSON")
+        return json_error(400, "invalid_json", "the request body is not valid JSON")
     details = [
         {"loc": [str(p) for p in e.get("loc", ())], "msg": e.get("msg", ""), "type": e.get("type")}
         for e in errors
     ]
     first = details[0] if details else {"loc": [], "msg": "invalid request"}
     where = ".".join(first["loc"][1:] if len(first["loc"]) > 1 else first["loc"])
-    return _json_error(422, "validation_error", f"{where}: {first['msg']}".strip(": "), details)
+    return json_error(422, "validation_error", f"{where}: {first['msg']}".strip(": "), details)
 
 
 async def _http_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     code = _STATUS_CODES.get(exc.status_code, "error")
     message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
-    return _json_error(exc.status_code, code, message, headers=exc.headers)
+    return json_error(exc.status_code, code, message, headers=exc.headers)
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> Response:
@@ -110,14 +92,14 @@ async def _unexpected_error(request: Request, exc: Exception) -> Response:
         and exc.response.get("Error", {}).get("Code") in _UNAVAILABLE_AWS_CODES
     ):
         log.warning("http.dependency_unavailable", path=request.url.path, error=repr(exc))
-        return _json_error(
+        return json_error(
             503,
             "service_unavailable",
             "a dependency is unavailable, try again",
             headers={"Retry-After": "1"},
         )
     log.error("http.unhandled_error", path=request.url.path, exc_info=exc)
-    return _json_error(500, "internal_error", "an unexpected error occurred")
+    return json_error(500, "internal_error", "an unexpected error occurred")
 
 
 class CorrelationMiddleware:
@@ -193,6 +175,7 @@ def create_app(
 ) -> FastAPI:
     app = FastAPI(title=title, description=description, version=version, lifespan=lifespan)
     app.state.readiness = dict(readiness or {})
+    app.add_middleware(EdgeMiddleware)
     app.add_middleware(CorrelationMiddleware, service=service)
     app.add_exception_handler(BelfryError, _belfry_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

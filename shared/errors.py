@@ -7,7 +7,10 @@ class's status. Nothing else in a service builds an error response.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
+
+from fastapi.responses import JSONResponse
 
 
 class BelfryError(Exception):
@@ -78,3 +81,23 @@ class ServiceUnavailable(BelfryError):
     def __init__(self, message: str, *, retry_after_seconds: int = 1, code: str | None = None):
         super().__init__(message, code=code, headers={"Retry-After": str(retry_after_seconds)})
         self.retry_after_seconds = retry_after_seconds
+
+
+def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    """DESIGN.md's error shape: `{"error": {"code", "message", "details"?}}`."""
+    error: dict[str, Any] = {"code": code, "message": message}
+    if details is not None:
+        error["details"] = details
+    return {"error": error}
+
+
+def json_error(
+    status: int,
+    code: str,
+    message: str,
+    details: Any = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    return JSONResponse(
+        error_body(code, message, details), status_code=status, headers=dict(headers or {})
+    )

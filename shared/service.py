@@ -26,7 +26,9 @@ from shared.aws import AwsClients, ServiceName
 from shared.budget import open_budget
 from shared.bus import MemoryBroker, create_bus
 from shared.bus.base import EventBus
+from shared.http_server import refuse_exposed_local_secret, serve_metrics_apart, server_config
 from shared.logging import configure_logging, get_logger
+from shared.ratelimit import open_rate_limiter
 from shared.runtime import Component, readiness, run_components
 from shared.settings import BelfrySettings
 
@@ -86,6 +88,7 @@ def create_platform_app(
         async with contextlib.AsyncExitStack() as stack:
             aws = await stack.enter_async_context(AwsClients(first, services=aws_services))
             await open_budget(aws, first)
+            app.state.rate_limiter = await open_rate_limiter(aws, first)
             components: list[Component] = []
             for definition in definitions:
                 config = configs[definition.name]
@@ -122,12 +125,8 @@ def serve(
     app = create_platform_app(definitions, settings=settings, title=title)
     config: BelfrySettings = app.state.settings
     configure_logging(config.log_level, config.log_format)
-    uvicorn.run(
-        app,
-        host=config.host,
-        port=config.port,
-        log_config=None,
-        proxy_headers=True,
-        timeout_graceful_shutdown=30,
-        ws_ping_interval=20,
-    )
+    refuse_exposed_local_secret(config)
+    serve_metrics_apart(config)
+    uvicorn.Server(
+        server_config(app, config, host=config.host, port=config.port, timeout_graceful_shutdown=30)
+    ).run()

@@ -193,6 +193,45 @@ class BelfrySettings(BaseSettings):
         description="HTTP port.",
     )
 
+    # --- HTTP edge (docs/security.md) -----------------------------------------
+    http_max_header_bytes: int = Field(
+        32 * 1024, ge=1024, description="Request line and headers, at most (else 431)."
+    )
+    http_header_timeout_seconds: float = Field(
+        10.0, gt=0, description="Time a client has to send a request's head (else 408)."
+    )
+    http_max_body_bytes: int = Field(
+        64 * 1024,
+        ge=1,
+        description="JSON request bodies (read whole, then parsed), at most (else 413); "
+        "also the largest WebSocket message.",
+    )
+    http_max_upload_bytes: int = Field(
+        32 * 1024 * 1024,
+        ge=1,
+        description="Other request bodies (uploads, streamed through), at most (else 413); "
+        "routes keep their own smaller limits (chat's attachments).",
+    )
+    http_body_limits: dict[str, int] = Field(
+        default_factory=dict,
+        description="Per-route body limits in bytes, overriding the two above, as JSON: "
+        '{"POST /schedule": 4096}.',
+    )
+    http_max_json_depth: int = Field(
+        32, ge=2, le=512, description="Nesting of a JSON body, at most (else 400 invalid_json)."
+    )
+    http_docs: bool = Field(
+        True, description="Serve /docs, /redoc and /openapi.json (turn off in production)."
+    )
+    http_metrics: bool = Field(
+        True,
+        description="Serve /metrics on the API port; turn off, or set `BELFRY_METRICS_PORT`, "
+        "in production.",
+    )
+    metrics_port: int | None = Field(
+        None, description="Serve /metrics on this (internal) port instead of the API port."
+    )
+
     def environment(self, **changes: Any) -> dict[str, str]:
         """These settings (with `changes`) as the `BELFRY_*` variables that give
         another process of the same service exactly them: a replica, a bench

@@ -34,7 +34,6 @@ import socket
 import sys
 from collections.abc import Callable, Sequence
 
-import uvicorn
 from fastapi import FastAPI
 
 from services.platform.banner import Endpoints, render_banner
@@ -51,6 +50,12 @@ from services.platform.embedded import (
 )
 from services.platform.seeding import SeededPool, seed_chats, seed_pool
 from services.platform.settings import PlatformSettings
+from shared.http_server import (
+    ExposedLocalSecret,
+    refuse_exposed_local_secret,
+    serve_metrics_apart,
+    server_config,
+)
 from shared.logging import configure_logging, get_logger
 from shared.service import ServiceDefinition, create_platform_app
 
@@ -177,13 +182,11 @@ async def _serve_gateway(
     endpoints: Endpoints,
 ) -> None:
     """Serve the app on the gateway socket (stopped by `stack`) and print the banner."""
-    config = uvicorn.Config(
+    config = server_config(
         app,
-        log_config=None,
+        settings,
         lifespan="off",
-        proxy_headers=True,
         timeout_graceful_shutdown=int(settings.platform_shutdown_seconds),
-        ws_ping_interval=20,
     )
     gateway = await start_server(config, sock, "gateway")
     stack.push_async_callback(gateway.stop, settings.platform_shutdown_seconds + 5)
@@ -214,7 +217,12 @@ def main() -> int:
     # One line per HTTP request the process makes (sign-ins, key sets) drowns its own.
     logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
     try:
+        refuse_exposed_local_secret(settings)
+        serve_metrics_apart(settings)
         return asyncio.run(run(settings))
+    except ExposedLocalSecret as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except PortUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
