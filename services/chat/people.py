@@ -52,6 +52,8 @@ class People:
         ):
             return True
         person = Person(user_id, role, username=username or (known.username if known else None))
+        if known is not None and known.role != role:
+            self.roles.directory.forget(user_id)  # what the pool said before is stale
         try:
             if known is not None and known.role == MANAGER and role != MANAGER:
                 await self.roles.lost(person)

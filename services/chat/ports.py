@@ -49,6 +49,10 @@ class Directory(Protocol):
         None: no such user. `fresh` skips the cache (the sweep)."""
         ...
 
+    def forget(self, user_id: str) -> None:
+        """Drop what is cached of this user (chat saw their role change)."""
+        ...
+
 
 class AttachmentStore(Protocol):
     """The attachments bucket."""

@@ -71,6 +71,9 @@ class RecordedRoles:
         person = await self.store.person(user_id)
         return None if person is None else DirectoryEntry(person.username, frozenset({person.role}))
 
+    def forget(self, user_id: str) -> None:
+        return None  # nothing cached
+
 
 class RoleChanges:
     def __init__(
@@ -144,6 +147,7 @@ class RoleChanges:
         """`person` (with their new role) is no manager any more: end every
         membership they may not keep, then record the role. A failure leaves
         the old role recorded, so the next notice (or sweep) tries again."""
+        self.directory.forget(person.user_id)  # the pool's cached answer is older
         ended = 0
         for channel_id in sorted(await self.store.channels_of(person.user_id)):
             channel = await self.store.channel(channel_id)

@@ -447,6 +447,7 @@ class FakeDirectory:
     def __init__(self, **groups: tuple[str, ...]) -> None:
         self.pool: dict[str, frozenset[str]] = {u: frozenset(g) for u, g in groups.items()}
         self.calls: list[tuple[str, bool]] = []
+        self.forgotten: list[str] = []
         self.failing = False
 
     def set(self, user_id: str, *groups: str) -> None:
@@ -458,6 +459,9 @@ class FakeDirectory:
             raise ServiceUnavailable("the pool is down", code="directory_unavailable")
         groups = self.pool.get(user_id)
         return None if groups is None else DirectoryEntry(f"{user_id}-name", groups)
+
+    def forget(self, user_id: str) -> None:
+        self.forgotten.append(user_id)
 
 
 # --- S3 -----------------------------------------------------------------------------------

@@ -64,6 +64,9 @@ class CognitoDirectory:
             self._cache.popitem(last=False)
         return found
 
+    def forget(self, user_id: str) -> None:
+        self._cache.pop(user_id, None)
+
     async def _lookup(self, user_id: str) -> DirectoryEntry | None:
         if not user_id or len(user_id) > 128:
             return None
