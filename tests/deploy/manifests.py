@@ -59,15 +59,22 @@ def load_documents(path: Path) -> list[Manifest]:
 
 # --- docker compose ------------------------------------------------------------------
 
-_INTERPOLATION = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}]*))?\}")
+_INTERPOLATION = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?([-?])([^}]*))?\}")
+
+
+def _substitute(match: re.Match[str]) -> str:
+    if match.group(0) == "$$":
+        return "$"
+    if match.group(2) == "?":
+        return f"<required: {match.group(1)}>"
+    return match.group(3) or ""
 
 
 def interpolate(value: Any) -> Any:
-    """Compose's variable substitution with every variable unset: defaults apply."""
+    """Compose's variable substitution with every variable unset: defaults apply;
+    a required one (`${VAR:?message}`) becomes `<required: VAR>`."""
     if isinstance(value, str):
-        return _INTERPOLATION.sub(
-            lambda m: "$" if m.group(0) == "$$" else (m.group(2) or ""), value
-        )
+        return _INTERPOLATION.sub(_substitute, value)
     if isinstance(value, list):
         return [interpolate(item) for item in value]
     if isinstance(value, dict):

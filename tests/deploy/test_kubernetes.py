@@ -189,9 +189,10 @@ def test_labels_and_selectors_agree(rendered: list[Manifest], name: str) -> None
 @pytest.mark.parametrize("name", SERVICES)
 def test_service_targets_the_container_port(rendered: list[Manifest], name: str) -> None:
     workload = deployment(rendered, name)
-    (port,) = find(rendered, "Service", f"belfry-{name}")["spec"]["ports"]
-    assert port["name"] == "http"
-    assert container_port(workload, port["targetPort"]) == 8080
+    ports = {p["name"]: p for p in find(rendered, "Service", f"belfry-{name}")["spec"]["ports"]}
+    assert set(ports) == {"http", "metrics"}
+    assert container_port(workload, ports["http"]["targetPort"]) == 8080
+    assert container_port(workload, ports["metrics"]["targetPort"]) == 9464
 
 
 @pytest.mark.parametrize("name", SERVICES)
@@ -215,7 +216,10 @@ def test_runs_its_module_on_the_port_it_is_probed_on(rendered: list[Manifest], n
     annotations = workload["spec"]["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/scrape"] == "true"
     assert annotations["prometheus.io/path"] == "/metrics"
-    assert int(annotations["prometheus.io/port"]) == port
+    # /metrics is on its own port (BELFRY_METRICS_PORT, from the ConfigMap), not the API's
+    metrics_port = int(annotations["prometheus.io/port"])
+    assert metrics_port != port
+    assert container_port(workload, "metrics") == metrics_port
 
 
 @pytest.mark.parametrize("name", SERVICES)
