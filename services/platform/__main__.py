@@ -217,7 +217,8 @@ def main() -> int:
     # One line per HTTP request the process makes (sign-ins, key sets) drowns its own.
     logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
     try:
-        refuse_exposed_local_secret(settings)
+        if not settings.embeds_pool:  # with its own pool, it verifies the pool's tokens
+            refuse_exposed_local_secret(settings)
         serve_metrics_apart(settings)
         return asyncio.run(run(settings))
     except ExposedLocalSecret as exc:

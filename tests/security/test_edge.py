@@ -215,6 +215,7 @@ async def test_every_answer_carries_the_security_headers(edge_platform: RunningP
 def test_the_shipped_secret_is_refused_beyond_loopback() -> None:
     env = platform_env(None, "refuse")
     env["BELFRY_HOST"] = EVERYWHERE
+    env["BELFRY_PLATFORM_LOCAL_POOL"] = "false"  # HS256 tokens of the shipped secret
     env.pop("BELFRY_AUTH_LOCAL_SECRET", None)
     done = subprocess.run(
         [sys.executable, "-m", "services.platform"],
