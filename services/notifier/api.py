@@ -11,11 +11,11 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from shared.auth import CurrentUser, SessionAuth
 from shared.clock import utc_iso
-from shared.errors import BelfryError, NotFound
+from shared.errors import BelfryError, NotFound, ServiceUnavailable
 from shared.service import provided
 
 from .limits import CLOSE_TOO_MANY, SessionLimit
-from .live import CLOSE_UNAUTHORIZED, Session
+from .live import CLOSE_TRY_LATER, CLOSE_UNAUTHORIZED, Session
 from .state import Notifier
 
 router = APIRouter(prefix="/notifications", tags=["notifications"])
@@ -87,6 +87,9 @@ async def notifications_ws(
     try:
         auth = await SessionAuth.connect(websocket)
     except WebSocketDisconnect:
+        return
+    except ServiceUnavailable as exc:  # the user pool, unreachable beyond its grace
+        await _refuse(websocket, CLOSE_TRY_LATER, exc.error_code)
         return
     except BelfryError as exc:
         await _refuse(websocket, CLOSE_UNAUTHORIZED, exc.error_code)

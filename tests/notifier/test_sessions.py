@@ -32,6 +32,7 @@ from shared.auth import mint_local_token
 from shared.aws import AwsClients, local_credentials
 from shared.bus import MemoryBroker, create_bus
 from shared.dynamo import ensure_tables
+from shared.errors import ServiceUnavailable
 from shared.events import Producer, RoomUpdated
 from shared.service import create_platform_app
 from shared.settings import BelfrySettings
@@ -71,11 +72,15 @@ async def refused(base: str, token: str) -> tuple[int | None, str | None]:
 
 
 @contextlib.asynccontextmanager
-async def memory_notifier(settings: NotifierSettings) -> AsyncIterator[tuple[str, Any]]:
+async def memory_notifier(
+    settings: NotifierSettings, verifier: Any = None
+) -> AsyncIterator[tuple[str, Any]]:
     """The notifier on the in-process bus (as in `make run`); its base URL and a
     rooms-side bus to publish on."""
     broker = MemoryBroker()
     app = create_platform_app([definition], settings={"notifier": settings}, memory_broker=broker)
+    if verifier is not None:
+        app.state.verifier = verifier
     rooms = create_bus(settings, "rooms", memory_broker=broker)
     await rooms.start()
     try:
@@ -191,6 +196,21 @@ async def test_a_revoked_token_is_refused_over_http_and_closes_an_open_socket(
         assert await status(rob) == (200, None)  # only rita signed out
         assert bystander.close_code is None
         await bystander.close()
+
+
+class PoolDown:
+    """A verifier whose user pool has been unreachable for longer than its grace."""
+
+    async def verify(self, token: str) -> Any:
+        raise ServiceUnavailable("cannot check the token", code="auth_unavailable")
+
+
+async def test_a_pool_down_beyond_its_grace_closes_1013_not_4401(
+    notifier_settings: Callable[..., NotifierSettings],
+) -> None:
+    settings = notifier_settings(amqp_url="memory://")
+    async with memory_notifier(settings, PoolDown()) as (base, _):
+        assert await refused(base, "any-token") == (1013, "auth_unavailable")
 
 
 # --- at most N sockets per user --------------------------------------------------------
