@@ -57,8 +57,11 @@ async def current_principal(
     request: Request,
     _credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)] = None,
 ) -> Principal:
-    token = bearer_token(request.headers.get("authorization"))
-    principal = await app_verifier(request.app).verify(token)
+    # The HTTP edge (shared/edge.py) verified it before reading the body.
+    principal = getattr(request.state, "principal", None)
+    if not isinstance(principal, Principal):
+        token = bearer_token(request.headers.get("authorization"))
+        principal = await app_verifier(request.app).verify(token)
     structlog.contextvars.bind_contextvars(user_id=principal.user_id)
     return principal
 
