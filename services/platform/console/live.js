@@ -6,7 +6,7 @@
 // `room.updated` frames have no cursor and are never replayed, so pages refetch
 // their state on every "ready" (session.ready) and apply frames on top.
 
-const CLOSE_UNAUTHORIZED = 4401; // no or bad token
+const CLOSE_UNAUTHORIZED = 4401; // no, bad, expired or revoked token: sign in again
 const CLOSE_BAD_CURSOR = 4400; // malformed cursor, or ahead of the feed
 const CLOSE_TOO_FAR_BEHIND = 4410; // the cursor is older than the replay limit
 const MAX_BACKOFF_SECONDS = 30;
@@ -77,9 +77,11 @@ export class Live {
 
   url() {
     const scheme = location.protocol === "https:" ? "wss" : "ws";
-    const query = new URLSearchParams({ token: this.token });
+    // The token goes in the first frame, never in the URL (URLs end up in logs).
+    const query = new URLSearchParams();
     if (this.cursor !== null) query.set("since", this.cursor);
-    return `${scheme}://${location.host}/notifications/ws?${query}`;
+    const search = query.toString();
+    return `${scheme}://${location.host}/notifications/ws${search ? `?${search}` : ""}`;
   }
 
   connect() {
@@ -88,6 +90,8 @@ export class Live {
     const resuming = this.cursor !== null;
     const socket = new WebSocket(this.url());
     this.socket = socket;
+    const token = this.token;
+    socket.addEventListener("open", () => socket.send(JSON.stringify({ type: "auth", token })));
     socket.addEventListener("message", (event) => {
       if (socket !== this.socket) return;
       let frame;
