@@ -115,10 +115,14 @@ async def _meeting_events(
         url = await queue_url(aws.sqs, queue)
     else:
         return None
+    # A receive from an empty queue answers only when its wait is over: the wait must
+    # end well inside the AWS client's read timeout, or every quiet long poll fails
+    # (ReadTimeoutError) and the poller's readiness check with it.
+    read_timeout = int(settings.aws_read_timeout_seconds)
     source = SqsMeetingEvents(
         aws.sqs,
         url,
-        wait_seconds=settings.rooms_meeting_events_wait_seconds,
+        wait_seconds=min(settings.rooms_meeting_events_wait_seconds, max(1, read_timeout - 2)),
         visibility_seconds=settings.rooms_meeting_events_visibility_seconds,
     )
     return Presence(store, source)
