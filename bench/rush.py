@@ -37,16 +37,19 @@ REPLICAS = 2
 # (name, batch size, routing): "by_room" sends a room's joins to one replica (an
 # ingress hashing on the path, e.g. ingress-nginx `upstream-hash-by`),
 # "spread" alternates replicas within each room (round robin).
+# The last one is the first without the HTTP edge's rate limiter (one more
+# conditional write per join, issue 13): what that costs, side by side.
 VARIANTS = (
-    ("coalesced", 100, "by_room"),
-    ("coalesced", 100, "spread"),
-    ("one_per_call", 1, "spread"),
+    ("coalesced", 100, "by_room", True),
+    ("coalesced", 100, "spread", True),
+    ("one_per_call", 1, "spread", True),
+    ("coalesced_no_rate_limit", 100, "by_room", False),
 )
 
 
 @contextlib.contextmanager
 def _replicas(
-    moto_url: str, chime: str, prefix: str, batch: int
+    moto_url: str, chime: str, prefix: str, batch: int, rate_limits: bool
 ) -> Iterator[list[tuple[str, int]]]:
     with contextlib.ExitStack() as stack:
         replicas = []
@@ -61,6 +64,7 @@ def _replicas(
                 "BELFRY_INSTANCE_ID": f"rush-{n}",
                 "BELFRY_LOG_LEVEL": "WARNING",
                 "BELFRY_ROOMS_JOIN_BATCH_MAX": str(batch),
+                "BELFRY_RATE_LIMIT_ENABLED": str(rate_limits).lower(),
                 "AWS_ACCESS_KEY_ID": "bench",
                 "AWS_SECRET_ACCESS_KEY": "bench",
             }
@@ -101,9 +105,9 @@ async def run(report: Report) -> None:
     settings = BelfrySettings()
     with moto() as (moto_url, _), chime_emulator() as (chime, _):
         async with EmulatorControl(chime) as control:
-            for name, batch, routing in VARIANTS:
+            for name, batch, routing, rate_limits in VARIANTS:
                 prefix = f"rush-{name.replace('_', '-')}-{routing.replace('_', '-')}"
-                with _replicas(moto_url, chime, prefix, batch) as replicas:
+                with _replicas(moto_url, chime, prefix, batch, rate_limits) as replicas:
                     room_ids = await activate_rooms(moto_url, ROOMS, prefix)
                     await control.reset()
                     await control.set_limits(default={"rate": 10, "burst": 20})
@@ -115,6 +119,7 @@ async def run(report: Report) -> None:
                     "variant": name,
                     "batch_max": batch,
                     "routing": routing,
+                    "rate_limits": rate_limits,
                     "joins": JOINS,
                     "rooms": ROOMS,
                     "replicas": REPLICAS,

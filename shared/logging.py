@@ -110,6 +110,14 @@ def configure_logging(
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # uvicorn's own logging config (any server started with it in this process)
+    # gives its loggers handlers of their own, which would bypass the redaction.
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        own = logging.getLogger(name)
+        own.handlers.clear()
+        own.propagate = True
+        own.disabled = False
+        own.setLevel(logging.NOTSET)
     # Libraries that are chatty at INFO: keep their warnings only.
     for noisy in ("aiormq", "aio_pika", "botocore", "aiobotocore", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

@@ -73,7 +73,11 @@ class RoomsSettings(BelfrySettings):
         2, ge=1, le=16, description="Concurrent long polls of the meeting-events queue."
     )
     rooms_meeting_events_wait_seconds: int = Field(
-        10, ge=0, le=20, description="SQS long-poll wait (WaitTimeSeconds) of each receive."
+        10,
+        ge=0,
+        le=20,
+        description="SQS long-poll wait (WaitTimeSeconds) of each receive; at most "
+        "`BELFRY_AWS_READ_TIMEOUT_SECONDS` - 2, so a quiet poll ends before the client's timeout.",
     )
     rooms_meeting_events_visibility_seconds: int = Field(
         30,
