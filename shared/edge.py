@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -191,7 +192,7 @@ async def _body(
     if declared is not None and declared.strip().isdigit() and int(declared) > limit:
         return receive, _too_large(limit)
     if not json:
-        return _bounded(receive, limit), None
+        return bounded_receive(receive, limit), None
     body = await _read_body(receive, limit)
     if body is None:
         return receive, _too_large(limit)
@@ -207,7 +208,12 @@ def _too_large(limit: int) -> Response:
     return json_error(413, "payload_too_large", message, headers={"Connection": "close"})
 
 
-def _bounded(receive: Receive, limit: int) -> Receive:
+def bounded_receive(
+    receive: Receive, limit: int, too_large: Callable[[], Exception] | None = None
+) -> Receive:
+    """`receive`, raising `too_large()` (a 413 `payload_too_large` by default)
+    once more than `limit` body bytes came: a body without (or with a false)
+    Content-Length is cut off at the limit, never buffered or spooled whole."""
     received = 0
 
     async def bounded() -> Message:
@@ -216,7 +222,9 @@ def _bounded(receive: Receive, limit: int) -> Receive:
         if message["type"] == "http.request":
             received += len(message.get("body", b""))
             if received > limit:
-                raise PayloadTooLarge(f"the request body exceeds {limit} bytes")
+                if too_large is None:
+                    raise PayloadTooLarge(f"the request body exceeds {limit} bytes")
+                raise too_large()
         return message
 
     return bounded

@@ -116,6 +116,27 @@ class MemoryLimits:
         return None
 
 
+class FirstHere:
+    """Shared limits whose key's first request in `quiet_seconds` this process
+    admits alone, without asking the shared store: a person's one join at 09:00
+    costs DynamoDB nothing, while anyone who keeps sending is checked against
+    the shared budget from their second request on. What that gives away is
+    bounded: at most one request per replica per key per quiet spell, unseen by
+    the shared budget (its sustained rate is the shared one)."""
+
+    def __init__(self, shared: Limits, *, quiet_seconds: float = 60.0, size: int = 100_000) -> None:
+        self.shared = shared
+        self.quiet = quiet_seconds
+        self.seen = _Recent(size)  # key -> when this process last saw it
+
+    async def take(self, key: str, *, now: float, rate: Rate) -> float | None:
+        last = self.seen.get(key)
+        self.seen.put(key, now, now - self.quiet)  # when full, the quiet ones go first
+        if last is None or now - last > self.quiet:
+            return None
+        return await self.shared.take(key, now=now, rate=rate)
+
+
 class Contended(Exception):
     """Other replicas moved the key's `tat` between every attempt of ours."""
 
@@ -313,7 +334,7 @@ async def open_rate_limiter(aws: AwsClients, settings: BelfrySettings) -> RateLi
         aws.dynamodb, settings.table_prefix, RATE_LIMIT_OWNER, [RATE_LIMIT_TABLE]
     )
     limiter = RateLimiter(
-        DynamoLimits(aws.dynamodb, names[RATE_LIMIT_TABLE.suffix]),
+        FirstHere(DynamoLimits(aws.dynamodb, names[RATE_LIMIT_TABLE.suffix])),
         Policy.from_settings(settings),
         timeout_seconds=settings.rate_limit_timeout_seconds,
     )

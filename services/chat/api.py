@@ -9,9 +9,9 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import RedirectResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import UploadFile
-from starlette.types import Message
 
 from shared.auth import CurrentUser, StaffUser
+from shared.edge import bounded_receive
 from shared.errors import BadRequest, PayloadTooLarge, Unprocessable
 from shared.service import provided
 
@@ -255,23 +255,14 @@ async def create_attachment(
 
 
 def _bounded(request: Request, limit: int) -> Request:
-    """The request, reading at most `limit` body bytes: a body without (or with a
-    false) Content-Length is cut off at the limit instead of spooled to disk."""
-    received = 0
-    receive = request.receive
+    """The request, reading at most `limit` body bytes (`shared.edge.bounded_receive`)."""
 
-    async def bounded_receive() -> Message:
-        nonlocal received
-        message = await receive()
-        if message["type"] == "http.request":
-            received += len(message.get("body", b""))
-            if received > limit:
-                raise PayloadTooLarge(
-                    "the upload is larger than an attachment may be", code="attachment_too_large"
-                )
-        return message
+    def too_large() -> Exception:
+        return PayloadTooLarge(
+            "the upload is larger than an attachment may be", code="attachment_too_large"
+        )
 
-    return Request(request.scope, bounded_receive)
+    return Request(request.scope, bounded_receive(request.receive, limit, too_large))
 
 
 async def _presign_request(request: Request) -> PresignRequest:

@@ -13,9 +13,18 @@ from shared.errors import Forbidden
 from shared.events import ChannelJoined, Envelope
 from shared.logging import get_logger
 
-from .domain import MANAGER, Caller, Channel, announce, channel_id_for, ensure_readable, may_read
+from .domain import (
+    MANAGER,
+    Caller,
+    Channel,
+    announce,
+    channel_id_for,
+    ensure_readable,
+    may_read,
+)
 from .people import People
 from .ports import ChatChime, ChatStore
+from .roles import membership
 
 log = get_logger("belfry.chat")
 
@@ -33,16 +42,7 @@ def channel_view(channel: Channel, *, is_member: bool) -> dict[str, Any]:
 
 
 def joined(channel: Channel, user_id: str, reason: str) -> Envelope:
-    return announce(
-        ChannelJoined(
-            channel_id=channel.channel_id,
-            channel_arn=channel.channel_arn,
-            user_id=user_id,
-            reason=reason,
-            channel_kind=channel.kind,
-            customer_id=channel.customer_id,
-        )
-    )
+    return membership(ChannelJoined, channel, user_id, reason)
 
 
 class Channels:

@@ -20,7 +20,7 @@ import time
 from dataclasses import replace
 
 from shared.clock import Clock
-from shared.events import ChannelLeft, Envelope
+from shared.events import ChannelJoined, ChannelLeft, Envelope
 from shared.logging import get_logger
 from shared.runtime import every
 
@@ -44,9 +44,12 @@ log = get_logger("belfry.chat")
 SWEEP_PAGE = 100
 
 
-def left(channel: Channel, user_id: str, reason: str) -> Envelope:
+def membership(
+    kind: type[ChannelJoined | ChannelLeft], channel: Channel, user_id: str, reason: str
+) -> Envelope:
+    """The event of `user_id` joining or leaving `channel`, with who may read it."""
     return announce(
-        ChannelLeft(
+        kind(
             channel_id=channel.channel_id,
             channel_arn=channel.channel_arn,
             user_id=user_id,
@@ -55,6 +58,10 @@ def left(channel: Channel, user_id: str, reason: str) -> Envelope:
             customer_id=channel.customer_id,
         )
     )
+
+
+def left(channel: Channel, user_id: str, reason: str) -> Envelope:
+    return membership(ChannelLeft, channel, user_id, reason)
 
 
 class RecordedRoles:

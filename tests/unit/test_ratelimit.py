@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from shared.budget import Rate
 from shared.ratelimit import (
+    FirstHere,
     MemoryLimits,
     Policy,
     RateLimiter,
@@ -253,3 +254,31 @@ async def test_a_bug_is_not_swallowed_as_a_store_failure() -> None:
     broken = RateLimiter(Failing(KeyError("tat")), Policy.from_settings(BelfrySettings()))
     with pytest.raises(KeyError):
         await broken.admit("carl", "POST", MESSAGES)
+
+
+class CountingLimits(MemoryLimits):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    async def take(self, key: str, *, now: float, rate: Rate) -> float | None:
+        self.calls += 1
+        return await super().take(key, now=now, rate=rate)
+
+
+async def test_a_key_s_first_request_in_a_while_is_admitted_without_the_shared_store() -> None:
+    shared = CountingLimits()
+    here = FirstHere(shared, quiet_seconds=60)
+    rate = Rate(per_second=1, burst=2)
+    assert await here.take("a", now=1000.0, rate=rate) is None  # first: no call
+    assert shared.calls == 0
+    assert await here.take("b", now=1000.0, rate=rate) is None  # another key's first
+    assert shared.calls == 0
+    # from the second request on, the shared budget decides (it never saw the first)
+    assert await here.take("a", now=1000.1, rate=rate) is None
+    assert await here.take("a", now=1000.2, rate=rate) is None
+    assert await here.take("a", now=1000.3, rate=rate) is not None
+    assert shared.calls == 3
+    # a quiet spell: the next one is a first request again
+    assert await here.take("a", now=1100.0, rate=rate) is None
+    assert shared.calls == 3
