@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -137,10 +137,14 @@ def memory_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runnin
 
 
 def running_platform(
-    transport: str, amqp: str | None, tmp_path_factory: pytest.TempPathFactory
+    transport: str,
+    amqp: str | None,
+    tmp_path_factory: pytest.TempPathFactory,
+    settings: Mapping[str, str] | None = None,
 ) -> Iterator[RunningPlatform]:
+    """`settings`: more `BELFRY_*` variables for this platform."""
     test_id = unique("p")
-    env = platform_env(amqp, test_id)
+    env = {**platform_env(amqp, test_id), **(settings or {})}
     log_path = tmp_path_factory.mktemp(f"platform-{transport}") / "platform.log"
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(

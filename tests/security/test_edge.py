@@ -27,17 +27,12 @@ EVERYWHERE = "0.0.0.0"  # noqa: S104 (what the refusal is about)
 
 @pytest.fixture(scope="module")
 def edge_platform(
-    tmp_path_factory: pytest.TempPathFactory, monkeypatch_module: pytest.MonkeyPatch
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[RunningPlatform]:
     # a short header deadline, so the slow client is cut off within the test
-    monkeypatch_module.setenv("BELFRY_HTTP_HEADER_TIMEOUT_SECONDS", "2")
-    yield from running_platform("memory", None, tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def monkeypatch_module() -> Iterator[pytest.MonkeyPatch]:
-    with pytest.MonkeyPatch.context() as patch:
-        yield patch
+    yield from running_platform(
+        "memory", None, tmp_path_factory, {"BELFRY_HTTP_HEADER_TIMEOUT_SECONDS": "2"}
+    )
 
 
 def rss_bytes(pid: int) -> int:

@@ -44,18 +44,13 @@ pytestmark = [pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def monkeypatch_module() -> Iterator[pytest.MonkeyPatch]:
-    with pytest.MonkeyPatch.context() as patch:
-        yield patch
-
-
-@pytest.fixture(scope="module")
 def fuzzed_platform(
-    tmp_path_factory: pytest.TempPathFactory, monkeypatch_module: pytest.MonkeyPatch
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[RunningPlatform]:
     # One user sends every request of a role: no rate limits (docs/security.md).
-    monkeypatch_module.setenv("BELFRY_RATE_LIMIT_ENABLED", "false")
-    yield from running_platform("memory", None, tmp_path_factory)
+    yield from running_platform(
+        "memory", None, tmp_path_factory, {"BELFRY_RATE_LIMIT_ENABLED": "false"}
+    )
 
 
 @pytest.fixture(scope="module")
