@@ -38,7 +38,6 @@ from shared.settings import BelfrySettings
 
 PRINCIPAL_STATE = "principal"
 DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
-STATIC_PREFIXES = ("/console",)
 _STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 
@@ -121,7 +120,7 @@ class EdgeMiddleware:
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
-        send = _with_security_headers(send, api=not path.startswith(STATIC_PREFIXES))
+        send = _with_security_headers(send)
         route = operations_of(scope["app"]).find(scope["method"], path)
         refusal = _hidden(_settings(scope["app"]), path)
         if refusal is None and route is not None and route.needs_caller:
@@ -271,18 +270,19 @@ async def _no_receive() -> Message:
     return {"type": "http.disconnect"}
 
 
-def _with_security_headers(send: Send, *, api: bool) -> Send:
-    extra = [(b"x-content-type-options", b"nosniff")]
-    if api:
-        extra += [(b"cache-control", b"no-store"), (b"x-frame-options", b"DENY")]
+def _with_security_headers(send: Send) -> Send:
+    """nosniff on every answer; API answers (JSON, errors included) are also
+    never stored nor framed. Static files (the console) keep their caching."""
 
     async def sending(message: Message) -> None:
         if message["type"] == "http.response.start":
-            present = {name.lower() for name, _ in message.get("headers", [])}
-            message["headers"] = [
-                *message.get("headers", []),
-                *((n, v) for n, v in extra if n not in present),
-            ]
+            headers = list(message.get("headers", []))
+            present = {bytes(name).lower(): bytes(value) for name, value in headers}
+            extra = [(b"x-content-type-options", b"nosniff")]
+            media = present.get(b"content-type", b"").split(b";")[0].strip().lower()
+            if media == b"application/json" or media.endswith(b"+json"):
+                extra += [(b"cache-control", b"no-store"), (b"x-frame-options", b"DENY")]
+            message["headers"] = [*headers, *((n, v) for n, v in extra if n not in present)]
         await send(message)
 
     return sending

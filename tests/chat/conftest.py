@@ -106,18 +106,31 @@ class ChatWorld:
         return dict((await self.chime.counters())["calls"])
 
 
+def chat_settings(
+    amqp_url: str, moto_url: str, chime_url: str, test_id: str, **overrides: Any
+) -> ChatSettings:
+    """Settings whose queues, tables, AppInstance and bucket are `test_id`'s alone."""
+    values: dict[str, Any] = {
+        "amqp_url": amqp_url,
+        "aws_endpoint_url": moto_url,
+        "chime_endpoint_url": chime_url,
+        **isolated(test_id),
+        "retry_delays_seconds": (0.05, 0.1),
+        "log_level": "WARNING",
+        "chat_app_instance_name": test_id,
+        "chat_attachments_bucket": f"{test_id}-attachments",
+    }
+    return ChatSettings(**{**values, **overrides})
+
+
 @pytest.fixture(scope="package")
 async def world(amqp_url: str, moto_url: str, chime_url: str) -> AsyncIterator[ChatWorld]:
     test_id = f"chat{uuid.uuid4().hex[:8]}"
-    settings = ChatSettings(
-        amqp_url=amqp_url,
-        aws_endpoint_url=moto_url,
-        chime_endpoint_url=chime_url,
-        **isolated(test_id),
-        retry_delays_seconds=(0.05, 0.1),
-        log_level="WARNING",
-        chat_app_instance_name=test_id,
-        chat_attachments_bucket=f"{test_id}-attachments",
+    settings = chat_settings(
+        amqp_url,
+        moto_url,
+        chime_url,
+        test_id,
         chat_max_attachment_bytes=64 * 1024,
         aws_max_attempts=2,
         chat_page_size=5,  # so that listings and history really page

@@ -18,7 +18,8 @@ from services.chat.bootstrap import definition
 from services.chat.settings import ChatSettings
 from shared.auth import mint_local_token
 from shared.service import create_platform_app
-from tests.support import drop_topology, isolated, serving
+from tests.chat.conftest import chat_settings
+from tests.support import drop_topology, serving
 
 MESSAGES = "/chat/channels/{channel_id}/messages"
 BURST = 12
@@ -53,15 +54,11 @@ class Replicas:
 @pytest.fixture(scope="module")
 async def replicas(amqp_url: str, moto_url: str, chime_url: str) -> AsyncIterator[Replicas]:
     test_id = f"rl{uuid.uuid4().hex[:8]}"
-    settings = ChatSettings(
-        amqp_url=amqp_url,
-        aws_endpoint_url=moto_url,
-        chime_endpoint_url=chime_url,
-        **isolated(test_id),
-        retry_delays_seconds=(0.05, 0.1),
-        log_level="WARNING",
-        chat_app_instance_name=test_id,
-        chat_attachments_bucket=f"{test_id}-attachments",
+    settings = chat_settings(
+        amqp_url,
+        moto_url,
+        chime_url,
+        test_id,
         rate_limit_routes=POSTS,
         rate_limit_timeout_seconds=10,  # this test counts exactly: never fail open
     )
