@@ -37,6 +37,9 @@ from shared.errors import BelfryError, PayloadTooLarge, json_error
 from shared.settings import BelfrySettings
 
 PRINCIPAL_STATE = "principal"
+# A body this much over its limit is still read (and dropped) before the 413, so
+# that the client reads the answer instead of a reset connection.
+DRAIN_BYTES = 1024 * 1024
 DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
 _STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
@@ -189,12 +192,15 @@ async def _body(
     limit = settings.http_body_limits.get(f"{route.method} {route.path}", default)
     declared = _header(scope, b"content-length")
     if declared is not None and declared.strip().isdigit() and int(declared) > limit:
-        return receive, _too_large(limit)
+        # read and drop a body a little over the limit, so the client gets to read
+        # its 413 (closing on unread data resets the connection); never a large one
+        drained = int(declared) <= limit + DRAIN_BYTES and await _drain(receive, int(declared))
+        return receive, _too_large(limit, drained=drained)
     if not json:
         return bounded_receive(receive, limit), None
-    body = await _read_body(receive, limit)
+    body, ended = await _read_body(receive, limit)
     if body is None:
-        return receive, _too_large(limit)
+        return receive, _too_large(limit, drained=ended or await _drain(receive, DRAIN_BYTES))
     depth = settings.http_max_json_depth
     if body and json_depth_exceeds(body, depth):
         message = f"the request body nests deeper than {depth} levels"
@@ -202,9 +208,23 @@ async def _body(
     return _replay(body, receive), None
 
 
-def _too_large(limit: int) -> Response:
+def _too_large(limit: int, *, drained: bool) -> Response:
+    """413; the connection closes unless the whole body was read."""
     message = f"the request body exceeds {limit} bytes"
-    return json_error(413, "payload_too_large", message, headers={"Connection": "close"})
+    headers = {} if drained else {"Connection": "close"}
+    return json_error(413, "payload_too_large", message, headers=headers)
+
+
+async def _drain(receive: Receive, budget: int) -> bool:
+    """Read and drop the rest of the body, at most `budget` bytes: whether it ended."""
+    while budget >= 0:
+        message = await receive()
+        if message["type"] != "http.request":
+            return False
+        budget -= len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return budget >= 0
+    return False
 
 
 def bounded_receive(
@@ -236,21 +256,23 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-async def _read_body(receive: Receive, limit: int) -> bytes | None:
-    """The whole body, or None as soon as it exceeds `limit` (reading stops)."""
+async def _read_body(receive: Receive, limit: int) -> tuple[bytes | None, bool]:
+    """The whole body (None as soon as it exceeds `limit`: reading stops), and
+    whether the body has ended."""
     chunks: list[bytes] = []
     size = 0
     while True:
         message = await receive()
         if message["type"] != "http.request":
-            return b"".join(chunks)  # the client left: the app sees the disconnect
+            return b"".join(chunks), True  # the client left: the app sees the disconnect
         chunk = message.get("body", b"")
         size += len(chunk)
+        ended = not message.get("more_body", False)
         if size > limit:
-            return None
+            return None, ended
         chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
+        if ended:
+            return b"".join(chunks), True
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

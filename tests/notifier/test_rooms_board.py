@@ -266,6 +266,9 @@ async def test_every_session_of_every_role_gets_the_frames_coalesced() -> None:
     try:
         async with running(*sessions):
             caster.update(room(1, 1))
+            # the first goes out at once (once every session is there to take it) ...
+            await until(lambda: all(s.rooms()[-1:] == [view(1).data()] for s in sockets))
+            # ... the next ones within the interval as one: the latest
             for n in range(2, 21):
                 caster.update(room(n, n))
             await until(lambda: all(s.rooms()[-1:] == [view(20).data()] for s in sockets))

@@ -138,6 +138,21 @@ async def test_a_declared_length_over_the_limit_is_refused_before_reading(
     assert b'"payload_too_large"' in data
 
 
+async def test_a_body_a_little_over_the_limit_is_read_so_its_413_arrives(
+    edge_platform: RunningPlatform,
+) -> None:
+    token = await edge_platform.token("carl", "customer")
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    body = b"[" + b"1," * 60_000 + b"1]"  # 120 KB, over the 64 KiB of a JSON body
+    async with httpx.AsyncClient(base_url=edge_platform.url) as client:
+        for _ in range(3):  # the connection stays usable: nothing was left unread
+            refused = await client.post("/chat/attachments", content=body, headers=headers)
+            assert refused.status_code == 413, refused.text
+            assert refused.json()["error"]["code"] == "payload_too_large"
+            assert refused.headers.get("connection") != "close"
+        assert (await client.get("/rooms", headers=headers)).status_code == 200
+
+
 async def test_authentication_comes_before_the_body(edge_platform: RunningPlatform) -> None:
     async with httpx.AsyncClient(base_url=edge_platform.url) as client:
         response = await client.post(
