@@ -1,18 +1,24 @@
 # syntax=docker/dockerfile:1
 #
-# One image for every Belfry process: the four services and the local stand-ins.
+# Two images from one Dockerfile, both installed from the lock files (requirements/,
+# written by `make lock`), never resolved at build time:
 #
-#   docker build -t belfry:local .
-#   docker run --rm -p 8080:8080 belfry:local services.rooms      # one service
+#   docker build -t belfry:0.1.0 .                  # target `runtime` (the last stage):
+#                                                   # production, the four services
+#   docker build --target local -t belfry:local .   # + moto and the emulators
+#
+#   docker run --rm -p 8080:8080 belfry:0.1.0 services.rooms      # one service
+#   docker run --rm -p 8080:8080 belfry:local                     # `make run` in a container
 #   docker run --rm belfry:local emulators.chime --host 0.0.0.0   # the Chime SDK emulator
 #
-# The argument is a module run with `python -m` (ENTRYPOINT), so `services.<name>`,
-# `services.platform` (all four in one process) and `emulators.aws|chime` all work.
-# Settings are environment variables: docs/configuration.md, docs/deploy.md.
+# The argument is a module run with `python -m` (ENTRYPOINT): `services.<name>` and
+# `services.platform` (all four in one process) in both; `emulators.aws|chime` and the
+# embedded stand-ins of `services.platform` only in `local`. Settings are environment
+# variables: docs/configuration.md, docs/deploy.md.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
-# --- builder: a virtualenv with the runtime dependencies and Belfry itself --------
+# --- builder: a virtualenv with exactly the production lock and Belfry ---------------
 FROM ${PYTHON_IMAGE} AS builder
 
 ENV PIP_NO_CACHE_DIR=1 \
@@ -22,24 +28,34 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 
-# Dependencies first, from pyproject.toml alone, so a code change reuses this layer.
-# Only [project].dependencies: the dev extra (pytest, ruff, mypy, ...) never ships.
-COPY pyproject.toml ./
-RUN python -c "import tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; open('/tmp/requirements.txt', 'w').write('\n'.join(deps))" \
- && pip install --upgrade pip \
- && pip install --requirement /tmp/requirements.txt
+# Dependencies first, from the lock alone, so a code change reuses this layer.
+# --no-deps: the lock names every package at its version; nothing else comes in
+# (`pip check` below proves nothing is missing). The production lock holds the
+# runtime dependencies only: no moto, no emulators' servers, no dev tools.
+COPY requirements/prod.lock ./requirements/
+RUN pip install --no-deps --requirement requirements/prod.lock
 
-# Then the code, installed (not editable) without touching the dependencies again.
-# pip compiles the .pyc files here: the runtime image has a read-only file system.
-COPY README.md ./
+# Then the code, installed (not editable) without touching the dependencies again:
+# shared and services only. pip compiles the .pyc files here: the runtime image has
+# a read-only file system.
+COPY pyproject.toml README.md ./
 COPY shared ./shared
 COPY services ./services
-COPY emulators ./emulators
 RUN pip install --no-deps . \
  && pip check
 
-# --- runtime: slim, non-root, nothing but the virtualenv -------------------------
-FROM ${PYTHON_IMAGE} AS runtime
+# --- local-builder: the builder's virtualenv plus the local lock and emulators -------
+FROM builder AS local-builder
+
+COPY requirements/local.lock ./requirements/
+RUN pip install --no-deps --requirement requirements/local.lock
+COPY emulators ./emulators
+RUN rm -rf build \
+ && pip install --no-deps --force-reinstall . \
+ && pip check
+
+# --- base: what both images share: slim, non-root, the virtualenv on PATH ------------
+FROM ${PYTHON_IMAGE} AS base
 
 # Re-declared: an ARG before the first FROM is only visible in FROM lines.
 ARG PYTHON_IMAGE
@@ -48,7 +64,7 @@ ARG REVISION=unknown
 ARG CREATED=unknown
 ARG SOURCE=""
 LABEL org.opencontainers.image.title="belfry" \
-      org.opencontainers.image.description="Belfry: backend platform for products built on the Amazon Chime SDK (scheduler, rooms, chat, notifier) and its local stand-ins" \
+      org.opencontainers.image.description="Belfry: backend platform for products built on the Amazon Chime SDK (scheduler, rooms, chat, notifier)" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.created="${CREATED}" \
@@ -59,8 +75,6 @@ LABEL org.opencontainers.image.title="belfry" \
 RUN groupadd --system --gid 10001 belfry \
  && useradd --system --uid 10001 --gid belfry --home-dir /home/belfry --create-home \
             --shell /usr/sbin/nologin belfry
-
-COPY --from=builder /opt/venv /opt/venv
 
 # BELFRY_HOST: the settings default is 127.0.0.1, unreachable from outside a container.
 # BELFRY_LOG_FORMAT: one JSON object per line for the log collector.
@@ -81,4 +95,25 @@ STOPSIGNAL SIGTERM
 # 8080, moto on 5000, the Chime emulator on 9911). docker-compose.yml and the
 # Kubernetes probes check each one where it listens.
 ENTRYPOINT ["python", "-m"]
+
+# --- local: for a laptop, docker compose's moto and chime containers, and CI ---------
+# The runtime image plus moto, waitress and the emulators package (the local lock):
+# `services.platform` embeds moto and the Chime SDK emulator where no endpoint is set.
+FROM base AS local
+
+LABEL org.opencontainers.image.title="belfry-local" \
+      org.opencontainers.image.description="Belfry with its local stand-ins (moto, the Chime SDK emulator): not for production"
+COPY --from=local-builder /opt/venv /opt/venv
+CMD ["services.platform"]
+
+# --- runtime: the production image (the default target) -----------------------------
+# Nothing but the production virtualenv. Kubernetes runs one service per Deployment
+# (`args: ["services.<name>"]`); without an argument the image runs all four in one
+# process against the AWS and Chime SDK endpoints it is given (real AWS by default):
+# it has no moto or emulator to embed, so "unset" means the real services here.
+FROM base AS runtime
+
+COPY --from=builder /opt/venv /opt/venv
+ENV BELFRY_PLATFORM_EMBED_AWS=false \
+    BELFRY_PLATFORM_EMBED_CHIME=false
 CMD ["services.platform"]

@@ -3,25 +3,43 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# Exact pins of every dependency, written by `make lock` from pyproject.toml: the
+# production image installs PROD_LOCK, the image's `local` target LOCAL_LOCK, the
+# venv (make test, CI) DEV_LOCK. Each is a subset of the next, at the same versions.
+PROD_LOCK  := requirements/prod.lock
+LOCAL_LOCK := requirements/local.lock
+DEV_LOCK   := requirements/dev.lock
+# uv writes the locks for Python 3.11 (requires-python) on every platform, keeping
+# the pins already there unless pyproject.toml rules them out.
+# uv itself at the dev lock's pin (it is in the dev extra), without installing the rest.
+UV_PIN  := $(or $(shell grep -m1 -o '^uv==[^ ;]*' $(DEV_LOCK) 2>/dev/null),uv)
+COMPILE = $(BIN)/uv pip compile pyproject.toml --universal --python-version 3.11 \
+           --custom-compile-command "make lock" --quiet
 # The official AsyncAPI JSON Schemas (npm @asyncapi/specs), which tests/unit/test_asyncapi.py
 # validates docs/asyncapi.yaml against; fetched into the venv, never copied into the repo.
 ASYNCAPI_SPECS := 6.11.1
 SPECS  := $(VENV)/asyncapi-specs
 SPECS_STAMP := $(SPECS)/.version-$(ASYNCAPI_SPECS)
 
-.PHONY: help venv lint typecheck browser test bench run token demo emulator clean
+.PHONY: help venv lock lint typecheck browser test bench run token aws demo emulator clean
 
 help:
 	@echo "make run    - the whole platform in one process on 127.0.0.1:$${BELFRY_PORT:-8080}"
 	@echo "make test   - install what is needed, then ruff, mypy and the whole test suite"
 	@echo "make bench  - benchmarks, one JSON line per figure"
+	@echo "make lock   - re-pin requirements/*.lock after a change of pyproject.toml"
 	@echo "make token SUB=alice GROUPS=admin - a bearer token that a local run accepts"
 	@echo "make demo   - play both products' stories against a running platform"
+	@echo "make aws ARGS=\"dynamodb list-tables\" - the AWS CLI against a running platform's stand-ins"
 
-$(STAMP): pyproject.toml $(SPECS_STAMP)
+# The venv: exactly the dev lock, then Belfry itself (editable, no dependencies of
+# its own: the lock has them all). Re-installed when the lock or pyproject.toml changes.
+$(STAMP): $(DEV_LOCK) pyproject.toml $(SPECS_STAMP)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --requirement $(DEV_LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	$(BIN)/python -m pip check || { echo 'pip check failed: a dependency of pyproject.toml not locked yet? run make lock' >&2; exit 1; }
 	touch $(STAMP)
 
 $(SPECS_STAMP):
@@ -33,6 +51,22 @@ $(SPECS_STAMP):
 	touch $@
 
 venv: $(STAMP)
+
+# After adding, removing or changing a dependency in pyproject.toml. The dev lock first
+# (runtime + local + dev extras), then the local and production locks constrained to
+# its versions; pins that pyproject.toml still admits are kept (`make lock UPGRADE=1`
+# re-resolves everything to the newest versions allowed).
+lock: $(BIN)/uv
+	$(COMPILE) $(if $(UPGRADE),--upgrade) --extra local --extra dev -o $(DEV_LOCK)
+	$(COMPILE) --extra local --constraint $(DEV_LOCK) -o $(LOCAL_LOCK)
+	$(COMPILE) --constraint $(DEV_LOCK) -o $(PROD_LOCK)
+
+# Not the whole venv: with a dependency added to pyproject.toml and not locked yet,
+# the venv's `pip check` fails until `make lock` has run.
+$(BIN)/uv: $(DEV_LOCK)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet '$(UV_PIN)'
+	touch $@
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -66,6 +100,11 @@ run: $(STAMP)
 # LOCAL=1: a local HS256 token, for a platform in BELFRY_AUTH_MODE=local.
 token: $(STAMP)
 	@$(BIN)/python -m services.platform.tokens --sub "$(SUB)" --groups "$(GROUPS)" $(if $(LOCAL),--local)
+
+# The AWS CLI against the running `make run`'s stand-ins (moto; chime-sdk-* at the Chime
+# emulator), found from the same BELFRY_* settings as `make token`: ARGS="dynamodb list-tables".
+aws: $(STAMP)
+	@$(BIN)/python -m services.platform.aws_cli $(ARGS)
 
 demo: $(STAMP)
 	$(BIN)/python -m services.platform.demo

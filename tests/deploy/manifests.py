@@ -18,12 +18,18 @@ import re
 import shlex
 import shutil
 import subprocess
+import tomllib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from packaging.markers import Marker
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 from pydantic import AliasChoices, AliasPath, SecretStr
 
 from services.platform.composition import definitions
@@ -37,6 +43,12 @@ SERVICEMONITOR_COMPONENT = DEPLOY / "components" / "servicemonitor"
 COMPOSE_FILE = REPO / "docker-compose.yml"
 DOCKERFILE = REPO / "Dockerfile"
 DOCKERIGNORE = REPO / ".dockerignore"
+MAKEFILE = REPO / "Makefile"
+PYPROJECT = REPO / "pyproject.toml"
+# Written by `make lock`: the production image, the image's `local` target, the venv.
+PROD_LOCK = REPO / "requirements" / "prod.lock"
+LOCAL_LOCK = REPO / "requirements" / "local.lock"
+DEV_LOCK = REPO / "requirements" / "dev.lock"
 
 SERVICES = ("scheduler", "rooms", "chat", "notifier")
 PREFIXES = {
@@ -164,6 +176,78 @@ def _dockerignore_regex(pattern: str) -> re.Pattern[str]:
             out += re.escape(pattern[i])
             i += 1
     return re.compile(f"^{out}(?:/.*)?$")
+
+
+# --- lock files ------------------------------------------------------------------------
+
+_PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;]+)\s*(?:;\s*(.+))?$")
+
+
+@dataclass(frozen=True)
+class Pin:
+    name: str  # canonical (PEP 503)
+    version: Version
+    marker: Marker | None  # where it is installed: universal locks name other platforms too
+
+    def applies(self) -> bool:
+        """Whether pip installs it on this interpreter and platform."""
+        return self.marker is None or self.marker.evaluate()
+
+
+def read_lock(path: Path) -> dict[str, Pin]:
+    """The `name==version [; marker]` lines of a lock `uv pip compile` wrote; anything
+    else (a range, a URL, an editable, an option) is an error: a lock pins versions."""
+    pins: dict[str, Pin] = {}
+    for number, raw in enumerate(path.read_text().splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        match = _PIN.match(line)
+        if not match:
+            raise ValueError(f"{path.name}:{number}: not an exact pin: {raw!r}")
+        name = canonicalize_name(match.group(1))
+        if name in pins:
+            raise ValueError(f"{path.name}:{number}: {name} pinned twice")
+        marker = Marker(match.group(3)) if match.group(3) else None
+        pins[name] = Pin(name, Version(match.group(2)), marker)
+    return pins
+
+
+def project_requirements() -> dict[str, list[Requirement]]:
+    """pyproject.toml's requirements by group: `runtime` ([project].dependencies) and
+    each extra (`local`, `dev`)."""
+    project = tomllib.loads(PYPROJECT.read_text())["project"]
+    groups = {"runtime": [Requirement(spec) for spec in project["dependencies"]]}
+    for extra, specs in project.get("optional-dependencies", {}).items():
+        groups[extra] = [Requirement(spec) for spec in specs]
+    return groups
+
+
+def makefile_rules() -> dict[str, tuple[list[str], list[str]]]:
+    """target -> (prerequisites, recipe lines), variables expanded where the Makefile
+    sets them with `:=`/`=`/`?=` (enough for this repository's Makefile)."""
+    text = MAKEFILE.read_text().replace("\\\n", " ")
+    variables: dict[str, str] = {}
+    for name, value in re.findall(r"^([A-Z_]+)\s*[:?]?=\s*(.*)$", text, re.M):
+        variables[name] = value.strip()
+
+    def expand(value: str) -> str:
+        for _ in range(5):
+            value = re.sub(r"\$\((\w+)\)", lambda m: variables.get(m.group(1), m.group(0)), value)
+        return value
+
+    rules: dict[str, tuple[list[str], list[str]]] = {}
+    current: str | None = None
+    for line in text.splitlines():
+        if line.startswith("\t") and current is not None:
+            rules[current][1].append(expand(line.strip()))
+            continue
+        current = None
+        match = re.match(r"^([^\s:=#][^:=]*):(?!=)\s*(.*)$", line)
+        if match:
+            current = expand(match.group(1).strip())
+            rules[current] = (expand(match.group(2)).split(), [])
+    return rules
 
 
 # --- kustomize ---------------------------------------------------------------------------
