@@ -19,33 +19,25 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from structlog.contextvars import bound_contextvars
 
 from shared import metrics
 from shared.auth.config import AuthConfig, auth_config
 from shared.bus import PublishFailed
-from shared.edge import EdgeMiddleware
-from shared.errors import BelfryError, error_body, json_error
+from shared.edge import EdgeMiddleware, operations_of
+from shared.errors import BelfryError, error_body, json_error, status_code_name
 from shared.logging import get_logger, new_correlation_id
+from shared.metrics import Gauge
+from shared.openapi import errors, install_contract, mount_docs, operation_id
+from shared.settings import BelfrySettings
+from shared.tracing import TracingMiddleware
 
 log = get_logger("belfry.http")
 
 CORRELATION_HEADER = "x-correlation-id"
 ReadinessCheck = Callable[[], Awaitable[tuple[bool, Any]]]
-_STATUS_CODES = {
-    400: "bad_request",
-    401: "unauthorized",
-    403: "forbidden",
-    404: "not_found",
-    405: "method_not_allowed",
-    409: "conflict",
-    413: "payload_too_large",
-    415: "unsupported_media_type",
-    422: "validation_error",
-    429: "too_many_requests",
-    503: "service_unavailable",
-}
 _UNAVAILABLE_AWS_CODES = {
     "ThrottledClientException",
     "ThrottlingException",
@@ -79,27 +71,83 @@ async def _validation_error(_: Request, exc: Exception) -> Response:
 
 async def _http_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
-    code = _STATUS_CODES.get(exc.status_code, "error")
+    code = status_code_name(exc.status_code)
     message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
     return json_error(exc.status_code, code, message, headers=exc.headers)
 
 
-async def _unexpected_error(request: Request, exc: Exception) -> Response:
-    """The last line: a dependency that is down is a 503, anything else a 500;
-    both JSON and without internals. Adapters should have mapped it already."""
-    if isinstance(exc, PublishFailed | BotoConnectionError) or (
+def _unavailable(exc: Exception) -> bool:
+    return isinstance(exc, PublishFailed | BotoConnectionError) or (
         isinstance(exc, ClientError)
         and exc.response.get("Error", {}).get("Code") in _UNAVAILABLE_AWS_CODES
-    ):
-        log.warning("http.dependency_unavailable", path=request.url.path, error=repr(exc))
-        return json_error(
-            503,
-            "service_unavailable",
-            "a dependency is unavailable, try again",
-            headers={"Retry-After": "1"},
-        )
+    )
+
+
+def _dependency_down(request: Request, exc: Exception) -> Response:
+    log.warning("http.dependency_unavailable", path=request.url.path, error=repr(exc))
+    return json_error(
+        503,
+        "service_unavailable",
+        "a dependency is unavailable, try again",
+        headers={"Retry-After": "1"},
+    )
+
+
+async def _dependency_error(request: Request, exc: Exception) -> Response:
+    """A dependency that is down is a 503, answered inside the middleware (so it
+    carries the correlation id and the CORS headers); any other AWS error goes on
+    to `_unexpected_error`."""
+    if not _unavailable(exc):
+        raise exc
+    return _dependency_down(request, exc)
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> Response:
+    """The last line: anything unmapped is a 500 (a dependency that is down a
+    503), JSON and without internals. Adapters should have mapped it already."""
+    if _unavailable(exc):
+        return _dependency_down(request, exc)
     log.error("http.unhandled_error", path=request.url.path, exc_info=exc)
     return json_error(500, "internal_error", "an unexpected error occurred")
+
+
+# What browsers may send and read across origins (`BELFRY_CORS_ORIGINS`).
+CORS_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+CORS_REQUEST_HEADERS = ("Authorization", "Content-Type", "Idempotency-Key", "X-Correlation-ID")
+CORS_EXPOSED_HEADERS = ("X-Correlation-ID", "Retry-After")
+CORS_MAX_AGE_SECONDS = 600
+
+
+class _Cors(CORSMiddleware):
+    """Starlette's CORS middleware; its preflight answers get `nosniff` like
+    every other answer (they never reach the edge, which adds it)."""
+
+    def preflight_response(self, request_headers: Any) -> Response:
+        response = super().preflight_response(request_headers)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        return response
+
+
+_UNOBSERVED = frozenset({"/metrics", "/healthz", "/readyz"})
+# OpenTelemetry's http.request.method: the known methods, any other is `_OTHER`.
+_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
+)
+
+
+def _method(scope: Scope) -> str:
+    method = str(scope.get("method", "GET"))
+    return method if method in _METHODS else "_OTHER"
+
+
+def _template(scope: Scope) -> str:
+    """The route template of a request the edge refused before routing (401, 413,
+    429: the router never set `route`), from the app's operations; else `unmatched`."""
+    try:
+        operation = operations_of(scope["app"]).find(scope["method"], scope["path"])
+    except Exception:  # no app, no OpenAPI document: nothing to name it by
+        return "unmatched"
+    return operation.path if operation is not None else "unmatched"
 
 
 class CorrelationMiddleware:
@@ -131,21 +179,34 @@ class CorrelationMiddleware:
             await send(message)
 
         started = time.perf_counter()
+        active = self._active(scope)
         with bound_contextvars(correlation_id=correlation_id):
             try:
                 await self.app(scope, receive, send_with_id)
             finally:
+                if active is not None:
+                    active.dec()
                 if scope["type"] == "http":
                     self._observe(scope, status, time.perf_counter() - started)
 
+    def _active(self, scope: Scope) -> Gauge | None:
+        """`http_server_active_requests`, raised for an HTTP request (not the probes)."""
+        if scope["type"] != "http" or scope.get("path") in _UNOBSERVED:
+            return None
+        gauge = metrics.ACTIVE_REQUESTS.labels(self.service, _method(scope))
+        gauge.inc()
+        return gauge
+
     def _observe(self, scope: Scope, status: int, seconds: float) -> None:
-        route = scope.get("route")
-        template = getattr(route, "path", None) or "unmatched"
-        if template in ("/metrics", "/healthz", "/readyz"):
+        """The request's duration (docs/operations.md), its log line; the probes
+        and /metrics are neither counted nor logged."""
+        method = _method(scope)
+        template = getattr(scope.get("route"), "path", None) or _template(scope)
+        if template in _UNOBSERVED or scope.get("path") in _UNOBSERVED:
             return
-        method = scope.get("method", "GET")
-        metrics.HTTP_REQUESTS.labels(self.service, method, template, str(status)).inc()
-        metrics.HTTP_SECONDS.labels(self.service, method, template).observe(seconds)
+        metrics.REQUEST_DURATION.labels(self.service, method, template, str(status)).observe(
+            seconds
+        )
         log.info(
             "http.request",
             method=method,
@@ -172,17 +233,44 @@ def create_app(
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
     description: str = "",
     version: str = "0.1.0",
+    settings: BelfrySettings | None = None,
 ) -> FastAPI:
-    app = FastAPI(title=title, description=description, version=version, lifespan=lifespan)
+    """`settings`: the process-wide ones (`BELFRY_CORS_ORIGINS`); the defaults if None."""
+    app = FastAPI(
+        title=title,
+        description=description,
+        version=version,
+        lifespan=lifespan,
+        docs_url=None,  # served offline by mount_docs (shared/openapi.py)
+        redoc_url=None,
+        generate_unique_id_function=operation_id,
+    )
     app.state.readiness = dict(readiness or {})
     app.add_middleware(EdgeMiddleware)
+    # Outside the edge: a preflight is answered before the edge asks for a bearer,
+    # and the edge's own refusals (401, 413, 429) carry the CORS headers.
+    origins = (settings or BelfrySettings()).cors_origins
+    if origins:
+        app.add_middleware(
+            _Cors,
+            allow_origins=list(origins),
+            allow_methods=list(CORS_METHODS),
+            allow_headers=list(CORS_REQUEST_HEADERS),
+            expose_headers=list(CORS_EXPOSED_HEADERS),
+            max_age=CORS_MAX_AGE_SECONDS,
+        )
     app.add_middleware(CorrelationMiddleware, service=service)
+    app.add_middleware(TracingMiddleware, service=service)  # outermost: a SERVER span
     app.add_exception_handler(BelfryError, _belfry_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    for dependency_error in (PublishFailed, BotoConnectionError, ClientError):
+        app.add_exception_handler(dependency_error, _dependency_error)
     app.add_exception_handler(Exception, _unexpected_error)
     for router in routers:
         app.include_router(router)
+    install_contract(app)
+    mount_docs(app)
 
     @app.get("/healthz", tags=["operations"], summary="The process is alive")
     async def healthz() -> dict[str, str]:
@@ -192,6 +280,7 @@ def create_app(
         "/readyz",
         tags=["operations"],
         summary="Broker connected, consumers attached, AWS reachable",
+        responses=errors({503: ["not_ready"]}),
     )
     async def readyz(request: Request) -> Response:
         checks: dict[str, Any] = {}

@@ -15,7 +15,8 @@ In this order, for a request that matched a route:
 
 Every answer gets `X-Content-Type-Options: nosniff`; API answers also
 `Cache-Control: no-store` (the static console keeps its own caching). /docs,
-/redoc, /openapi.json and /metrics answer 404 when settings turn them off.
+/redoc (and their assets under /docs/assets/), /openapi.json and /metrics
+answer 404 when settings turn them off.
 The verified caller is left in the request state, so the route's own
 `CurrentUser` dependency does not verify the token twice.
 """
@@ -41,6 +42,7 @@ PRINCIPAL_STATE = "principal"
 # that the client reads the answer instead of a reset connection.
 DRAIN_BYTES = 1024 * 1024
 DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+DOCS_ASSETS_PREFIX = "/docs/assets/"  # Swagger UI's and ReDoc's files (shared/openapi.py)
 _STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 
@@ -172,7 +174,7 @@ def _settings(app: Any) -> BelfrySettings:
 
 def _hidden(settings: BelfrySettings, path: str) -> Response | None:
     """404 for the documentation and the metrics when settings turn them off here."""
-    if path in DOCS_PATHS and not settings.http_docs:
+    if (path in DOCS_PATHS or path.startswith(DOCS_ASSETS_PREFIX)) and not settings.http_docs:
         return json_error(404, "not_found", "Not Found")
     if path == "/metrics" and not (settings.http_metrics and settings.metrics_port is None):
         return json_error(404, "not_found", "Not Found")

@@ -83,6 +83,29 @@ class ServiceUnavailable(BelfryError):
         self.retry_after_seconds = retry_after_seconds
 
 
+# The code of an error that no Belfry error class names (a 404 for an unknown path,
+# a 405, Starlette's own HTTP errors): its status's.
+STATUS_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "too_many_requests",
+    500: "internal_error",
+    503: "service_unavailable",
+}
+
+
+def status_code_name(status: int) -> str:
+    """The generic `code` of an HTTP error status (`error` for one without a name)."""
+    return STATUS_CODES.get(status, "error")
+
+
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
     """DESIGN.md's error shape: `{"error": {"code", "message", "details"?}}`."""
     error: dict[str, Any] = {"code": code, "message": message}

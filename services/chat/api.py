@@ -13,6 +13,7 @@ from starlette.datastructures import UploadFile
 from shared.auth import CurrentUser, StaffUser
 from shared.edge import bounded_receive
 from shared.errors import BadRequest, PayloadTooLarge, Unprocessable
+from shared.openapi import errors
 from shared.service import provided
 
 from .assignments import Assignments
@@ -41,10 +42,14 @@ async def _caller(people: PeopleDep, user: CurrentUser) -> Caller:
 
 
 Me = Annotated[Caller, Depends(_caller)]
+NO_ROLE = "no_chat_role"  # 403: a token with none of chat's groups (docs/chat.md)
+CHIME_DOWN = ["chime_unavailable", "chime_busy"]
 
 
 class AssignManager(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"manager_id": "mia"}]}
+    )
     manager_id: Identifier
 
 
@@ -100,7 +105,18 @@ class PresignedAttachmentOut(AttachmentOut):
 
 
 class MessageIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "content": "Hello @mia, the invoice is attached",
+                    "mentions": ["mia"],
+                    "attachment_ids": ["01JD6Z8Q3X5ZK4V7M2N9P0R1ST"],
+                }
+            ]
+        },
+    )
     content: str = Field(max_length=20_000)
     mentions: list[Identifier] = Field(default_factory=list, max_length=200)
     attachment_ids: list[Identifier] = Field(default_factory=list, max_length=200)
@@ -123,7 +139,12 @@ class MessagePage(BaseModel):
 
 
 class PresignRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"name": "invoice.pdf", "size": 48213, "content_type": "application/pdf"}]
+        },
+    )
     name: str = Field(min_length=1, max_length=255)
     size: int = Field(ge=0, le=2**53)
     content_type: str = Field(min_length=1, max_length=255)
@@ -136,6 +157,14 @@ Cursor = Annotated[str | None, Query(max_length=2048)]
     "/customers/{customer_id}/manager",
     response_model=AssignmentOut,
     summary="Assign a manager to a customer (admin or manager)",
+    responses=errors(
+        {
+            403: ["forbidden", NO_ROLE],
+            409: ["assignment_changed"],
+            422: ["not_a_manager", "not_a_customer", "invalid_assignment"],
+            503: ["directory_unavailable", *CHIME_DOWN],
+        }
+    ),
 )
 async def assign_manager(
     customer_id: PathId, body: AssignManager, assignments: AssignmentsDep, _: StaffUser, me: Me
@@ -147,6 +176,7 @@ async def assign_manager(
     "/people",
     response_model=PeopleOut,
     summary="Whom the caller may mention by username (staff: everyone; customers: managers)",
+    responses=errors({403: [NO_ROLE]}),
 )
 async def list_people(people: PeopleDep, me: Me) -> dict[str, Any]:
     found = await people.directory(me)
@@ -159,7 +189,12 @@ async def list_people(people: PeopleDep, me: Me) -> dict[str, Any]:
     }
 
 
-@router.get("/channels", response_model=ChannelPage, summary="Channels the caller may see")
+@router.get(
+    "/channels",
+    response_model=ChannelPage,
+    summary="Channels the caller may see",
+    responses=errors({400: ["invalid_cursor"], 403: [NO_ROLE]}),
+)
 async def list_channels(channels: ChannelsDep, me: Me, cursor: Cursor = None) -> dict[str, Any]:
     return await channels.list(me, cursor)
 
@@ -169,6 +204,7 @@ async def list_channels(channels: ChannelsDep, me: Me, cursor: Cursor = None) ->
     status_code=204,
     response_class=Response,
     summary="Join a channel (managers)",
+    responses=errors({403: ["forbidden", NO_ROLE], 404: ["channel_not_found"], 503: CHIME_DOWN}),
 )
 async def join_channel(channel_id: PathId, channels: ChannelsDep, me: Me) -> Response:
     await channels.join(me, channel_id)
@@ -179,6 +215,7 @@ async def join_channel(channel_id: PathId, channels: ChannelsDep, me: Me) -> Res
     "/channels/{channel_id}/messages",
     response_model=MessagePage,
     summary="Message history, newest first",
+    responses=errors({400: ["invalid_cursor"], 403: [NO_ROLE], 404: ["channel_not_found"]}),
 )
 async def list_messages(
     channel_id: PathId, messages: MessagesDep, me: Me, cursor: Cursor = None
@@ -191,6 +228,22 @@ async def list_messages(
     status_code=201,
     response_model=MessageOut,
     summary="Post a message (joins a manager who is not yet a member)",
+    responses=errors(
+        {
+            403: ["not_a_member", NO_ROLE],
+            404: ["channel_not_found"],
+            409: ["attachment_refused"],
+            422: [
+                "empty_content",
+                "content_too_long",
+                "too_many_mentions",
+                "too_many_attachments",
+                "mention_refused",
+                "attachment_refused",
+            ],
+            503: [*CHIME_DOWN, "storage_unavailable"],
+        }
+    ),
 )
 async def post_message(
     channel_id: PathId, body: MessageIn, messages: MessagesDep, me: Me
@@ -203,6 +256,15 @@ async def post_message(
     status_code=201,
     response_model=AttachmentOut | PresignedAttachmentOut,
     summary="Upload an attachment (multipart `file`), or ask for a presigned POST (JSON)",
+    responses=errors(
+        {
+            403: [NO_ROLE],
+            413: ["attachment_too_large"],
+            415: ["unsupported_media_type", "unsupported_content_type"],
+            422: ["file_required", "empty_file"],
+            503: ["storage_unavailable"],
+        }
+    ),
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -284,6 +346,7 @@ async def _presign_request(request: Request) -> PresignRequest:
     status_code=302,
     response_class=RedirectResponse,
     summary="Redirect to a short-lived download URL",
+    responses=errors({403: [NO_ROLE], 404: ["attachment_not_found"], 503: ["storage_unavailable"]}),
 )
 async def download_attachment(
     attachment_id: PathId, attachments: AttachmentsDep, me: Me

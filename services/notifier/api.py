@@ -12,6 +12,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 from shared.auth import CurrentUser, SessionAuth
 from shared.clock import utc_iso
 from shared.errors import BelfryError, NotFound, ServiceUnavailable
+from shared.openapi import errors
 from shared.service import provided
 
 from .limits import CLOSE_TOO_MANY, SessionLimit
@@ -42,7 +43,7 @@ class MentionPage(BaseModel):
 NotifierDep = Annotated[Notifier, Depends(provided(Notifier))]
 
 
-@router.get("/mentions", response_model=MentionPage)
+@router.get("/mentions", response_model=MentionPage, responses=errors({400: ["invalid_cursor"]}))
 async def list_mentions(
     notifier: NotifierDep,
     user: CurrentUser,
@@ -62,7 +63,11 @@ async def list_mentions(
     )
 
 
-@router.post("/mentions/{mention_id}/read", status_code=204)
+@router.post(
+    "/mentions/{mention_id}/read",
+    status_code=204,
+    responses=errors({404: ["mention_not_found"]}),
+)
 async def mark_mention_read(mention_id: str, notifier: NotifierDep, user: CurrentUser) -> Response:
     """Mark one of the caller's mentions read (404 for anyone else's)."""
     at = utc_iso(time.time())

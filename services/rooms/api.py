@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Path, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.auth import CurrentUser
+from shared.openapi import errors
 from shared.service import provided
 
 from .attendance import Attendance
@@ -23,7 +24,9 @@ router = APIRouter(prefix="/rooms", tags=["rooms"])
 RoomId = Annotated[str, Path(min_length=1, max_length=128, description="The scheduler's id.")]
 
 
-class RoomOut(BaseModel):
+class ActiveRoomOut(BaseModel):
+    """A room as the landing page shows it: any signed-in user."""
+
     room_id: str
     title: str
     topic: str
@@ -37,7 +40,7 @@ class RoomOut(BaseModel):
 
 
 class RoomList(BaseModel):
-    rooms: list[RoomOut]
+    rooms: list[ActiveRoomOut]
 
 
 class JoinOut(BaseModel):
@@ -68,22 +71,24 @@ ListingDep = Annotated[Listing, Depends(provided(Listing))]
 
 @router.get("", summary="Active rooms (the landing page)")
 async def list_rooms(listing: ListingDep, _: CurrentUser) -> RoomList:
-    return RoomList(rooms=[RoomOut(**r.view()) for r in await listing.active()])
+    return RoomList(rooms=[ActiveRoomOut(**r.view()) for r in await listing.active()])
 
 
-@router.get("/{room_id}", summary="One room", responses={404: {"description": "Unknown room"}})
-async def get_room(room_id: RoomId, listing: ListingDep, _: CurrentUser) -> RoomOut:
-    return RoomOut(**(await listing.get(room_id)).view())
+@router.get("/{room_id}", summary="One room", responses=errors({404: ["room_not_found"]}))
+async def get_room(room_id: RoomId, listing: ListingDep, _: CurrentUser) -> ActiveRoomOut:
+    return ActiveRoomOut(**(await listing.get(room_id)).view())
 
 
 @router.post(
     "/{room_id}/join",
     summary="Join a room: its Chime meeting and your attendee",
-    responses={
-        404: {"description": "Unknown room"},
-        409: {"description": "room_not_active, room_full"},
-        503: {"description": "Chime is throttling or failing; retry after Retry-After"},
-    },
+    responses=errors(
+        {
+            404: ["room_not_found"],
+            409: ["room_not_active", "room_full"],
+            503: ["meeting_service_unavailable", "chime_busy", "room_busy", "meeting_starting"],
+        }
+    ),
 )
 async def join_room(room_id: RoomId, attendance: AttendanceDep, user: CurrentUser) -> JoinOut:
     return JoinOut(**await attendance.join(room_id, user.user_id))
@@ -93,7 +98,7 @@ async def join_room(room_id: RoomId, attendance: AttendanceDep, user: CurrentUse
     "/{room_id}/leave",
     status_code=204,
     summary="Leave a room (idempotent)",
-    responses={404: {"description": "Unknown room"}},
+    responses=errors({404: ["room_not_found"], 503: ["meeting_service_unavailable", "chime_busy"]}),
 )
 async def leave_room(room_id: RoomId, attendance: AttendanceDep, user: CurrentUser) -> Response:
     await attendance.leave(room_id, user.user_id)
@@ -103,7 +108,7 @@ async def leave_room(room_id: RoomId, attendance: AttendanceDep, user: CurrentUs
 @router.get(
     "/{room_id}/attendees",
     summary="Who has joined the room and not left, and who of them is connected",
-    responses={404: {"description": "Unknown room"}},
+    responses=errors({404: ["room_not_found"]}),
 )
 async def list_attendees(
     room_id: RoomId, attendance: AttendanceDep, _: CurrentUser

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any, Literal, Self
 
@@ -18,6 +19,7 @@ from pydantic import (
 
 from shared.auth import ADMIN, Principal, require_groups
 from shared.clock import utc_iso
+from shared.openapi import errors
 from shared.service import provided
 
 from .domain import (
@@ -37,22 +39,12 @@ from .schedule import Schedule
 SERVICE = "scheduler"
 
 
-class ErrorBody(BaseModel):
-    """DESIGN.md's error shape: `{"error": {"code": ..., "message": ...}}`."""
+def _errors(codes: Mapping[int, list[str]]) -> dict[int | str, dict[str, Any]]:
+    """The codes a route answers besides the edge's (docs/http.md); 403: not an admin."""
+    return errors({403: ["forbidden"], **codes})
 
-    error: dict[str, Any]
 
-
-def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    meaning = {
-        400: "invalid_json, invalid_cursor",
-        401: "unauthorized: no or a bad bearer token",
-        403: "forbidden: not an admin",
-        404: "room_not_found",
-        409: "title_taken, room_started, room_cancelled, room_ended, concurrent_change",
-        422: "validation_error, start_in_past, start_too_far",
-    }
-    return {s: {"model": ErrorBody, "description": meaning[s]} for s in (401, 403, *statuses)}
+_START = ["start_in_past", "start_too_far"]
 
 
 router = APIRouter(prefix="/schedule", tags=["schedule"])
@@ -102,7 +94,20 @@ def _epoch(start_at: int | None, start_time: datetime | None) -> int | None:
 class ScheduleRoom(BaseModel):
     """`start_at` or `start_time`, exactly one."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "title": "Quarterly review",
+                    "start_time": "2030-03-01T09:00:00Z",
+                    "duration_minutes": 45,
+                    "topic": "Numbers of the quarter, then questions",
+                    "media_region": "eu-central-1",
+                }
+            ]
+        },
+    )
 
     title: Title
     start_at: StartAt | None = None
@@ -132,7 +137,12 @@ class ScheduleRoom(BaseModel):
 class ChangeRoom(BaseModel):
     """Only the fields given change; a room can change only before its start."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"title": "Quarterly review (moved)", "start_at": 1898150400}]
+        },
+    )
 
     title: Title | None = None
     start_at: StartAt | None = None
@@ -161,7 +171,9 @@ class ChangeRoom(BaseModel):
         )
 
 
-class RoomOut(BaseModel):
+class ScheduledRoomOut(BaseModel):
+    """A room as the schedule has it (admins)."""
+
     room_id: str
     title: str
     topic: str
@@ -180,7 +192,7 @@ class RoomOut(BaseModel):
     ended_at: int | None = None
 
     @classmethod
-    def of(cls, room: Room) -> RoomOut:
+    def of(cls, room: Room) -> ScheduledRoomOut:
         values: dict[str, Any] = {
             "room_id": room.room_id,
             "title": room.title,
@@ -202,8 +214,8 @@ class RoomOut(BaseModel):
         return cls(**values)
 
 
-class RoomPage(BaseModel):
-    items: list[RoomOut]
+class ScheduledRoomPage(BaseModel):
+    items: list[ScheduledRoomOut]
     next_cursor: str | None = Field(None, description="Pass as `cursor` for the next page.")
 
 
@@ -211,12 +223,23 @@ ScheduleDep = Annotated[Schedule, Depends(provided(Schedule))]
 RoomId = Annotated[str, Path(min_length=1, max_length=64)]
 
 
-@router.post("", status_code=201, summary="Schedule a room", responses=_errors(400, 409, 422))
-async def schedule_room(body: ScheduleRoom, admin: Admin, schedule: ScheduleDep) -> RoomOut:
-    return RoomOut.of(await schedule.schedule(body.draft(), by=admin.user_id))
+@router.post(
+    "",
+    status_code=201,
+    summary="Schedule a room",
+    responses=_errors({409: ["title_taken"], 422: _START}),
+)
+async def schedule_room(
+    body: ScheduleRoom, admin: Admin, schedule: ScheduleDep
+) -> ScheduledRoomOut:
+    return ScheduledRoomOut.of(await schedule.schedule(body.draft(), by=admin.user_id))
 
 
-@router.get("", summary="Rooms by status, a page at a time", responses=_errors(400, 422))
+@router.get(
+    "",
+    summary="Rooms by status, a page at a time",
+    responses=_errors({400: ["invalid_cursor"]}),
+)
 async def list_rooms(
     *,
     admin: Admin,
@@ -224,33 +247,52 @@ async def list_rooms(
     status: Literal["scheduled", "active", "ended", "cancelled"] = "scheduled",
     cursor: Annotated[str | None, Query(max_length=1024)] = None,
     limit: Annotated[int | None, Query(ge=1, le=100)] = None,
-) -> RoomPage:
+) -> ScheduledRoomPage:
     page = await schedule.page(
         Phase(status), limit=limit or schedule.page_size, cursor=cursor or None
     )
-    return RoomPage(items=[RoomOut.of(r) for r in page.rooms], next_cursor=page.cursor)
+    return ScheduledRoomPage(
+        items=[ScheduledRoomOut.of(r) for r in page.rooms], next_cursor=page.cursor
+    )
 
 
-@router.get("/{room_id}", summary="One room", responses=_errors(404, 422))
-async def get_room(room_id: RoomId, admin: Admin, schedule: ScheduleDep) -> RoomOut:
-    return RoomOut.of(await schedule.get(room_id))
+@router.get("/{room_id}", summary="One room", responses=_errors({404: ["room_not_found"]}))
+async def get_room(room_id: RoomId, admin: Admin, schedule: ScheduleDep) -> ScheduledRoomOut:
+    return ScheduledRoomOut.of(await schedule.get(room_id))
 
 
 @router.patch(
     "/{room_id}",
     summary="Change a room before its start",
-    responses=_errors(400, 404, 409, 422),
+    responses=_errors(
+        {
+            404: ["room_not_found"],
+            409: [
+                "title_taken",
+                "room_started",
+                "room_cancelled",
+                "room_ended",
+                "concurrent_change",
+            ],
+            422: _START,
+        }
+    ),
 )
 async def change_room(
     room_id: RoomId, body: ChangeRoom, admin: Admin, schedule: ScheduleDep
-) -> RoomOut:
-    return RoomOut.of(await schedule.change(room_id, body.changes()))
+) -> ScheduledRoomOut:
+    return ScheduledRoomOut.of(await schedule.change(room_id, body.changes()))
 
 
 @router.delete(
     "/{room_id}",
     summary="Cancel a room (409 room_cancelled the second time)",
-    responses=_errors(404, 409, 422),
+    responses=_errors(
+        {
+            404: ["room_not_found"],
+            409: ["room_started", "room_cancelled", "room_ended", "concurrent_change"],
+        }
+    ),
 )
-async def cancel_room(room_id: RoomId, admin: Admin, schedule: ScheduleDep) -> RoomOut:
-    return RoomOut.of(await schedule.cancel(room_id, by=admin.user_id))
+async def cancel_room(room_id: RoomId, admin: Admin, schedule: ScheduleDep) -> ScheduledRoomOut:
+    return ScheduledRoomOut.of(await schedule.cancel(room_id, by=admin.user_id))
