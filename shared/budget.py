@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from botocore.exceptions import ClientError
-from prometheus_client import Counter, Histogram
 
 from shared.aws import AwsClients
 from shared.batching import Coalescer
@@ -33,6 +32,7 @@ from shared.clock import Clock
 from shared.dynamo import TableSpec, conditional, ensure_tables, error_code
 from shared.errors import ServiceUnavailable
 from shared.logging import get_logger
+from shared.metrics import Counter, Histogram
 from shared.settings import BelfrySettings
 
 if TYPE_CHECKING:

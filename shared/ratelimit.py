@@ -28,13 +28,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
-from prometheus_client import Counter
 
 from shared.aws import AwsClients
 from shared.budget import Rate
 from shared.clock import Clock
 from shared.dynamo import TableSpec, ensure_tables, error_code
 from shared.logging import get_logger
+from shared.metrics import Counter
 from shared.ratelimit_rules import WRITE_METHODS, Limit, parse_rate, parse_routes
 from shared.settings import BelfrySettings
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from shared.metrics import Counter, Histogram
 
 MESSAGES_POSTED = Counter(
     "belfry_chat_messages_posted_total", "Messages relayed to Chime and indexed.", ["channel_kind"]

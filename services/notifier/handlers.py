@@ -16,8 +16,6 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from prometheus_client import Counter
-
 from shared.bus import RejectEvent
 from shared.clock import utc_iso
 from shared.events import (
@@ -31,6 +29,7 @@ from shared.events import (
     UserMentioned,
 )
 from shared.logging import get_logger
+from shared.metrics import Counter
 from shared.topology import HandlerTable
 
 from .domain import app_instance_of, audience_of, chunks, entries_for, once_key, user_arn, users_of

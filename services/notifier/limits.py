@@ -8,9 +8,8 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from prometheus_client import Counter
-
 from shared.logging import get_logger
+from shared.metrics import Counter
 
 from .ports import SessionLeases
 

@@ -40,12 +40,12 @@ import contextlib
 import json
 from collections.abc import Iterable, Mapping
 
-from prometheus_client import Counter, Gauge
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from shared.auth import Principal, SessionAuth, auth_frame_token
 from shared.errors import BelfryError, ServiceUnavailable, Unauthorized
 from shared.logging import get_logger
+from shared.metrics import Counter, Gauge
 
 from .domain import (
     READY_FRAME,

@@ -19,14 +19,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from prometheus_client import Counter, Histogram
-
 from shared.batching import Coalescer
 from shared.budget import within
 from shared.clock import Clock
 from shared.errors import BelfryError
 from shared.events import AttendeeJoined, AttendeeLeft, Envelope
 from shared.logging import get_logger
+from shared.metrics import Counter, Histogram
 
 from .domain import (
     AttendeeRecord,

@@ -18,11 +18,10 @@ import time
 import uuid
 from dataclasses import replace
 
-from prometheus_client import Counter, Histogram
-
 from shared.clock import Clock
 from shared.events import MeetingStarted
 from shared.logging import get_logger
+from shared.metrics import Counter, Histogram
 
 from .domain import (
     TERMINAL,

@@ -22,10 +22,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
-from prometheus_client import Counter, Histogram
-
 from shared.events import AttendeePresenceChanged, Envelope, MeetingEnded
 from shared.logging import get_logger, log_context
+from shared.metrics import Counter, Histogram
 
 from .chime_events import (
     IGNORED,

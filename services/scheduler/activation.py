@@ -17,11 +17,10 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from prometheus_client import Counter, Histogram
-
 from shared.clock import Clock
 from shared.events import Envelope
 from shared.logging import get_logger
+from shared.metrics import Counter, Histogram
 from shared.runtime import every
 
 from .domain import Phase, Room, activate, activated_event, end, ended_event

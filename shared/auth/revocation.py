@@ -30,10 +30,10 @@ from collections.abc import Callable
 from typing import Final
 
 import httpx
-from prometheus_client import Counter
 
 from shared.errors import ServiceUnavailable
 from shared.logging import get_logger
+from shared.metrics import Counter
 
 from .claims import invalid_token
 

@@ -29,7 +29,7 @@ pytestmark = pytest.mark.amqp
 def consumed(queue: str, event_type: str) -> float:
     value = REGISTRY.get_sample_value(
         "belfry_bus_consumed_total",
-        {"service": "notifier", "queue": queue, "event_type": event_type, "outcome": "ok"},
+        {"component": "notifier", "queue": queue, "event_type": event_type, "outcome": "ok"},
     )
     return value or 0.0
 

@@ -67,7 +67,7 @@ def room_id() -> str:
 def consumed() -> float:
     """RoomUpdated handled on the fan-out queue, by every replica in this process."""
     labels = {
-        "service": "notifier",
+        "component": "notifier",
         "queue": "notifier.fanout",
         "event_type": "RoomUpdated",
         "outcome": "ok",

@@ -121,7 +121,7 @@ async def test_a_request_id_follows_the_event_into_the_handler(settings) -> None
         assert set(ready.json()["checks"]) == {"demo.bus", "demo.dynamodb"}
         assert (await client.get("/healthz")).json() == {"status": "ok"}
         scraped = (await client.get("/metrics")).text
-        assert 'belfry_bus_published_total{event_type="RoomCancelled",service="demo"}' in scraped
+        assert 'belfry_bus_published_total{component="demo",event_type="RoomCancelled"}' in scraped
         assert "openapi" in (await client.get("/openapi.json")).json()
 
 

@@ -118,7 +118,7 @@ async def test_attendance_events_are_consumed_and_the_count_follows_the_rows(
         user_id="ghost",
     )
     labels = {
-        "service": "rooms",
+        "component": "rooms",
         "queue": "rooms.attendance",
         "event_type": "AttendeeJoined",
         "outcome": "ok",

@@ -1,10 +1,17 @@
 """docs/asyncapi.yaml is generated from the event models and the topology, stays
 in step with them, names every event and queue, is a valid AsyncAPI 3.0.0
-document by the official JSON Schema, and is what every app serves."""
+document by the official JSON Schema, and is what every app serves. It also
+describes the notifier's WebSocket: every frame type and close code the
+notifier's code can use (found in the code, not listed here), and frames the
+real session writes match their schemas."""
 
 from __future__ import annotations
 
+import ast
+import asyncio
 import copy
+import importlib
+import inspect
 import json
 import os
 import subprocess
@@ -12,18 +19,35 @@ import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import httpx
 import jsonschema
 import pytest
 import yaml
+from fastapi.routing import APIWebSocketRoute
 from referencing import Registry
 from referencing.jsonschema import DRAFT7
 
+from services.notifier.board import ROOM_FRAME, RoomView
+from services.notifier.domain import FRAME_TYPES, FeedRow, entries_for
+from services.notifier.live import Hub, Session
+from shared import asyncapi_ws
 from shared.app import create_app
-from shared.asyncapi import REGENERATE, document, render
-from shared.events import REGISTRY, AttachmentRef, Envelope, MessagePosted, RoomScheduled
+from shared.asyncapi import CONTENT_TYPE, REGENERATE, SCHEMAS, document, render
+from shared.asyncapi_ws import WS_CHANNEL, WS_PATH, WS_SERVER
+from shared.auth import Principal, auth_frame_token
+from shared.events import (
+    REGISTRY,
+    AttachmentRef,
+    ChannelJoined,
+    ChannelLeft,
+    Envelope,
+    MessagePosted,
+    RoomScheduled,
+    UserMentioned,
+)
 from shared.topology import PUBLISHERS, QUEUES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -106,11 +130,16 @@ def test_the_document_is_deterministic_and_plain_yaml() -> None:
 # --- (b) every event and every queue ---------------------------------------------
 
 
+def _amqp(items: dict[str, Any]) -> dict[str, Any]:
+    """The channels or operations of the broker (not the WebSocket's)."""
+    return {k: v for k, v in items.items() if "amqp" in v.get("bindings", {})}
+
+
 def test_every_event_type_has_a_message_and_a_routing_key_channel() -> None:
     doc = document()
-    messages = doc["components"]["messages"]
+    messages = _amqp(doc["components"]["messages"])
     assert set(messages) == set(REGISTRY)
-    addresses = {channel["address"]: channel for channel in doc["channels"].values()}
+    addresses = {channel["address"]: channel for channel in _amqp(doc["channels"]).values()}
     for type_name, spec in REGISTRY.items():
         message = messages[type_name]
         assert message["name"] == type_name
@@ -137,7 +166,7 @@ def test_every_queue_has_a_channel_with_its_consumer_and_events() -> None:
     doc = document()
     queues = {
         channel["title"]: channel
-        for channel in doc["channels"].values()
+        for channel in _amqp(doc["channels"]).values()
         if channel["bindings"]["amqp"]["is"] == "queue"
     }
     assert set(queues) == set(QUEUES)
@@ -170,7 +199,7 @@ def test_every_queue_has_a_channel_with_its_consumer_and_events() -> None:
 
 def test_operations_send_for_each_publisher_and_receive_for_each_queue() -> None:
     doc = document()
-    operations = doc["operations"]
+    operations = _amqp(doc["operations"])
     sends = {
         (op["x-belfry-publisher"], op["messages"][0]["$ref"].rsplit("/", 1)[1])
         for op in operations.values()
@@ -407,3 +436,334 @@ async def test_every_app_serves_the_document() -> None:
         "application/yaml"
         in schema["paths"]["/asyncapi.yaml"]["get"]["responses"]["200"]["content"]
     )
+
+
+# --- (f) the notifier's WebSocket ----------------------------------------------------
+
+NOTIFIER = ROOT / "services" / "notifier"
+
+
+def _notifier_modules() -> Iterator[tuple[ModuleType, ast.Module]]:
+    for path in sorted(NOTIFIER.rglob("*.py")):
+        name = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+        yield importlib.import_module(name), ast.parse(path.read_text(encoding="utf-8"))
+
+
+def frame_types_in_code() -> set[str]:
+    """Every frame type the notifier's code can write: the feed's (FRAME_TYPES), its
+    `*_FRAME` constants, and every `{"type": <a string, or a constant>}` it builds."""
+    found = set(FRAME_TYPES.values())
+    for module, tree in _notifier_modules():
+        found |= {v for k, v in vars(module).items() if k.endswith("_FRAME") and isinstance(v, str)}
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Dict):
+                continue
+            for key, value in zip(node.keys, node.values, strict=True):
+                if not (isinstance(key, ast.Constant) and key.value == "type"):
+                    continue
+                if isinstance(value, ast.Constant) and isinstance(value.value, str):
+                    found.add(value.value)
+                elif isinstance(value, ast.Name):
+                    constant = getattr(module, value.id, None)  # a parameter is not one
+                    if isinstance(constant, str):
+                        found.add(constant)
+    return found
+
+
+def close_codes_in_code() -> set[int]:
+    """Every close code the notifier's code can use: its `CLOSE_*` constants, the
+    literal codes it closes with, and `code=` defaults."""
+    codes: set[int] = set()
+    for module, tree in _notifier_modules():
+        codes |= {
+            v
+            for k, v in vars(module).items()
+            if k.startswith("CLOSE_") and isinstance(v, int) and not isinstance(v, bool)
+        }
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and node.args:
+                func = node.func
+                name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+                first = node.args[0]
+                if (
+                    name in {"close", "_refuse", "SessionEnded"}
+                    and isinstance(first, ast.Constant)
+                    and isinstance(first.value, int)
+                ):
+                    codes.add(first.value)
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                arguments = node.args
+                positional = arguments.args[len(arguments.args) - len(arguments.defaults) :]
+                pairs = [
+                    *zip(positional, arguments.defaults, strict=True),
+                    *zip(arguments.kwonlyargs, arguments.kw_defaults, strict=True),
+                ]
+                for arg, default in pairs:
+                    if (
+                        arg.arg == "code"
+                        and isinstance(default, ast.Constant)
+                        and isinstance(default.value, int)
+                    ):
+                        codes.add(default.value)
+    return codes
+
+
+def client_frame_types_in_code() -> set[str]:
+    """The frame types the server reads from a client: `….get("type") == "<x>"` in
+    shared/auth (the auth frame) and the notifier."""
+    found: set[str] = set()
+    paths = [ROOT / "shared" / "auth" / "dependencies.py", *sorted(NOTIFIER.rglob("*.py"))]
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not (isinstance(node, ast.Compare) and isinstance(node.left, ast.Call)):
+                continue
+            call = node.left
+            if (
+                isinstance(call.func, ast.Attribute)
+                and call.func.attr == "get"
+                and call.args
+                and isinstance(call.args[0], ast.Constant)
+                and call.args[0].value == "type"
+            ):
+                for comparator in node.comparators:
+                    if isinstance(comparator, ast.Constant) and isinstance(comparator.value, str):
+                        found.add(comparator.value)
+    return found
+
+
+def _ws(doc: dict[str, Any]) -> dict[str, Any]:
+    channel: dict[str, Any] = doc["channels"][WS_CHANNEL]
+    return channel
+
+
+def _frame_names(doc: dict[str, Any], action: str) -> set[str]:
+    """The messages of the WebSocket's operations with this action."""
+    return {
+        message["$ref"].rsplit("/", 1)[1]
+        for op in doc["operations"].values()
+        if op["channel"]["$ref"] == f"#/channels/{WS_CHANNEL}" and op["action"] == action
+        for message in op["messages"]
+    }
+
+
+def test_the_code_scans_find_what_they_look_for() -> None:
+    """The scans below are not vacuous: they find frames and codes of every kind."""
+    frames = frame_types_in_code()
+    assert {"message.posted", "session.ready", "session.renewed", "room.updated"} <= frames
+    codes = close_codes_in_code()
+    assert {4401, 4429} <= codes  # constants
+    assert 1011 in codes  # a literal
+    assert 1001 in codes  # a default
+    assert client_frame_types_in_code() == {"auth"}
+
+
+def test_the_websocket_is_a_channel_on_its_own_server() -> None:
+    assert (asyncapi_ws.SCHEMAS, asyncapi_ws.CONTENT_TYPE) == (SCHEMAS, CONTENT_TYPE)
+    doc = document()
+    server = doc["servers"][WS_SERVER]
+    assert server["protocol"] == "ws"
+    channel = _ws(doc)
+    assert channel["address"] == WS_PATH
+    assert channel["servers"] == [{"$ref": f"#/servers/{WS_SERVER}"}]
+    binding = channel["bindings"]["ws"]
+    assert binding["method"] == "GET"
+    assert set(binding["query"]["properties"]) == {"since", "token"}
+    # the route is where the document says, and takes `since`
+    from services.notifier.api import router
+
+    (route,) = [r for r in router.routes if isinstance(r, APIWebSocketRoute)]
+    assert route.path == WS_PATH
+    assert "since" in inspect.signature(route.endpoint).parameters
+
+
+def test_every_frame_type_the_notifier_writes_is_documented() -> None:
+    doc = document()
+    in_code = frame_types_in_code()
+    assert _frame_names(doc, "send") == in_code
+    messages = doc["components"]["messages"]
+    schemas = doc["components"]["schemas"]
+    for frame_type in in_code:
+        assert frame_type in _ws(doc)["messages"]
+        message = _pointer(doc, _ws(doc)["messages"][frame_type]["$ref"])
+        assert message is messages[f"ws.{frame_type}"]
+        assert message["name"] == frame_type
+        payload = _pointer(doc, message["payload"]["$ref"])
+        assert payload["properties"]["type"]["const"] == frame_type
+        assert ("cursor" in payload["required"]) is message["x-belfry-cursor"]
+    for event_type, frame_type in FRAME_TYPES.items():  # the feed's: their event's data
+        payload = schemas[messages[f"ws.{frame_type}"]["payload"]["$ref"].rsplit("/", 1)[1]]
+        assert payload["properties"]["data"] == {"$ref": f"#/components/schemas/{event_type}"}
+        assert event_type in REGISTRY
+
+
+def test_every_frame_the_client_may_send_is_documented() -> None:
+    doc = document()
+    assert _frame_names(doc, "receive") == client_frame_types_in_code()
+    auth = _pointer(doc, doc["components"]["messages"]["ws.auth"]["payload"]["$ref"])
+    assert auth["required"] == ["type", "token"]
+
+
+def test_every_close_code_the_notifier_uses_is_documented() -> None:
+    doc = document()
+    documented = {entry["code"] for entry in _ws(doc)["x-close-codes"]}
+    assert documented == close_codes_in_code()
+    description = _ws(doc)["description"]
+    for entry in _ws(doc)["x-close-codes"]:
+        assert f"**{entry['code']}**" in description
+        assert entry["reasons"], entry
+        assert entry["when"]
+        assert entry["then"]
+    reasons = {r for entry in _ws(doc)["x-close-codes"] for r in entry["reasons"]}
+    assert {"token_expired", "token_revoked", "too_many_sessions", "auth_unavailable"} <= reasons
+
+
+def test_docs_notifier_points_to_the_document_and_names_every_close_code() -> None:
+    page = (ROOT / "docs" / "notifier.md").read_text(encoding="utf-8")
+    assert "asyncapi.yaml" in page
+    for code in close_codes_in_code():
+        assert str(code) in page, code
+    for frame_type in frame_types_in_code():
+        assert f"`{frame_type}`" in page or f'"{frame_type}"' in page, frame_type
+
+
+def _schema_validator(doc: dict[str, Any], name: str) -> jsonschema.Draft7Validator:
+    registry: Registry[Any] = Registry().with_resource(
+        "urn:belfry:asyncapi", DRAFT7.create_resource(doc)
+    )
+    ref = f"urn:belfry:asyncapi#/components/schemas/{name}"
+    return jsonschema.Draft7Validator({"$ref": ref}, registry=registry)
+
+
+class _Socket:
+    """A client that sends one renewal after the ready frame, then waits."""
+
+    def __init__(self) -> None:
+        self.client_state = self.application_state = None
+        self.frames: list[dict[str, Any]] = []
+        self._inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._inbox.put_nowait({"type": "websocket.receive", "text": "not json"})
+        self._inbox.put_nowait(
+            {"type": "websocket.receive", "text": json.dumps({"type": "auth", "token": "fresh"})}
+        )
+
+    async def accept(self) -> None:
+        return None
+
+    async def send_text(self, text: str) -> None:
+        self.frames.append(json.loads(text))
+
+    async def receive(self) -> dict[str, Any]:
+        return await self._inbox.get()
+
+    async def close(self, code: int, reason: str = "") -> None:
+        self._inbox.put_nowait({"type": "websocket.disconnect", "code": code})
+
+
+class _Feed:
+    def __init__(self, rows: list[FeedRow]) -> None:
+        self.rows = rows
+
+    async def head(self, user_id: str) -> int:
+        return len(self.rows)
+
+    async def read(self, user_id: str, after: int, limit: int = 100) -> tuple[list[FeedRow], bool]:
+        page = self.rows[after : after + limit]
+        return page, len(page) == limit
+
+
+class _Renewing:
+    """SessionAuth's part a session uses: renewals succeed and move `expires_at`."""
+
+    def __init__(self, principal: Principal) -> None:
+        self.principal = principal
+        self.expires_at = 1_900_000_000.0
+
+    async def renew(self, token: str) -> Principal:
+        self.expires_at = 1_900_003_600.0
+        return self.principal
+
+    async def watch(self) -> None:
+        await asyncio.Event().wait()
+
+
+def _feed_events() -> list[Any]:
+    at = datetime(2026, 5, 4, 12, 30, tzinfo=UTC)
+    channel = {
+        "channel_id": "ch1",
+        "channel_arn": "arn:aws:chime:us-east-1:1:app-instance/a/channel/ch1",
+        "channel_kind": "customer",
+        "customer_id": "carl",
+    }
+    return [
+        MessagePosted(
+            message_id="m1", sender_id="carl", content="hi @mia", mentions=["mia"],
+            posted_at=at, **channel,
+        ),
+        UserMentioned(
+            mention_id="n1", message_id="m1", mentioned_user_id="mia", mentioned_by="carl",
+            excerpt="hi @mia", **channel,
+        ),
+        ChannelJoined(user_id="mia", reason="mention", **channel),
+        ChannelLeft(user_id="mia", reason="manual", **channel),
+    ]  # fmt: skip
+
+
+async def test_the_frames_a_real_session_writes_match_their_schemas() -> None:
+    """A session (services.notifier.live) replays a feed with one row of every feed
+    frame type, takes a renewal and a room broadcast: every frame it writes is valid
+    against its documented schema, and every server frame type is among them."""
+    mia = Principal("mia", groups=frozenset({"manager"}))
+    rows = []
+    for seq, event in enumerate(_feed_events(), start=1):
+        (entry,) = [e for e in entries_for(f"e{seq}", event, ["mia"]) if e.user_id == "mia"]
+        rows.append(FeedRow(seq, entry.frame_type, entry.data, entry.audience))
+    socket = _Socket()
+    hub = Hub()
+    session = Session(
+        socket,  # type: ignore[arg-type]
+        mia,
+        _Feed(rows),
+        replay_limit=1000,
+        send_buffer=16,
+        send_timeout=2,
+        poll_seconds=10,
+        auth=_Renewing(mia),  # type: ignore[arg-type]
+    )
+    hub.add(session)
+    assert await session.start("0")
+    running = asyncio.create_task(session.run())
+    try:
+        view = RoomView("r1", "Standup", "active", 3)
+        hub.broadcast(view.room_id, ROOM_FRAME, view.frame())
+        wanted = frame_types_in_code()
+        deadline = asyncio.get_running_loop().time() + 10
+        while {f["type"] for f in socket.frames} != wanted:
+            assert asyncio.get_running_loop().time() < deadline, socket.frames
+            await asyncio.sleep(0.01)
+    finally:
+        await socket.close(1000)
+        await asyncio.wait_for(running, 5)
+        hub.remove(session)
+    doc = document()
+    for frame in socket.frames:
+        name = doc["components"]["messages"][f"ws.{frame['type']}"]["payload"]["$ref"]
+        validator = _schema_validator(doc, name.rsplit("/", 1)[1])
+        assert _errors(validator, frame) == [], frame
+        broken = {**frame, "data": 7}
+        assert _errors(validator, broken), broken
+        if "cursor" in frame:
+            assert _errors(validator, {**frame, "cursor": "x"}), "a cursor is digits"
+    assert socket.frames[0]["type"] == "session.ready"
+    renewed = next(f for f in socket.frames if f["type"] == "session.renewed")
+    assert renewed["data"] == {"expires_at": 1_900_003_600}
+
+
+def test_an_auth_frame_is_what_the_server_reads() -> None:
+    doc = document()
+    validator = _schema_validator(doc, "AuthFrame")
+    good = {"type": "auth", "token": "abc"}
+    assert _errors(validator, good) == []
+    assert auth_frame_token(json.dumps(good)) == "abc"
+    for bad in ({"type": "auth", "token": ""}, {"type": "auth"}, {"type": "hello", "token": "x"}):
+        assert _errors(validator, bad), bad
+        assert auth_frame_token(json.dumps(bad)) is None
