@@ -17,9 +17,10 @@ from urllib.parse import urlsplit
 
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
-from prometheus_client import Counter
 
+from shared import tracing
 from shared.logging import get_logger
+from shared.metrics import Counter
 from shared.settings import BelfrySettings
 
 if TYPE_CHECKING:
@@ -133,6 +134,7 @@ class AwsClients:
                 client.meta.events.register_first(
                     f"needs-retry.{name}", throttle_retry_handler(name, s.aws_max_attempts)
                 )
+            tracing.instrument_aws(client)  # CLIENT spans, when tracing is on
             self._clients[name] = client
         log.info("aws.clients_ready", services=list(self._services))
         return self

@@ -14,14 +14,15 @@ absorb it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from shared import metrics
+from shared import metrics, tracing
 from shared.bus import EventBus, PublishFailed
 from shared.dynamo import TableSpec, TransactItem
 from shared.events import Envelope, decode
@@ -50,11 +51,15 @@ def subject(envelope: Envelope) -> str:
 @dataclass(frozen=True)
 class OutboxRow:
     """The events of one commit: one item, however many (a claim of 40 rooms
-    writes 41 items, not 80)."""
+    writes 41 items, not 80). `trace`: the W3C trace context (`traceparent`,
+    `tracestate`) of the request or handler that committed it, so that its
+    publish, by the writer or later by the relay, continues that trace; empty
+    when tracing is off."""
 
     shard: str
     id: str
     envelopes: tuple[Envelope, ...]
+    trace: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     def item(self, table: str) -> TransactItem:
         encoded = ",".join(e.encode().decode() for e in self.envelopes)
@@ -66,6 +71,7 @@ class OutboxRow:
                     "id": {"S": self.id},
                     "envelopes": {"S": f"[{encoded}]"},
                     "event_types": {"S": ",".join(e.type for e in self.envelopes)},
+                    **{name: {"S": value} for name, value in self.trace.items()},
                 },
             }
         }
@@ -76,7 +82,8 @@ class OutboxRow:
             envelopes = tuple(decode(json.dumps(e)) for e in json.loads(item["envelopes"]["S"]))
         else:  # a row of one event, as an older writer left it
             envelopes = (decode(item["envelope"]["S"]),)
-        return cls(item["shard"]["S"], item["id"]["S"], envelopes)
+        trace = {h: item[h]["S"] for h in tracing.TRACE_HEADERS if h in item}
+        return cls(item["shard"]["S"], item["id"]["S"], envelopes, trace)
 
 
 class Outbox:
@@ -112,6 +119,7 @@ class Outbox:
             shard=str(random.randrange(self._shards)),
             id=f"{created_ms:013d}#{first.event_id}",
             envelopes=envelopes,
+            trace=tracing.carrier(),  # the committing request's or handler's span
         )
 
     async def dispatch(self, rows: Sequence[OutboxRow]) -> int:
@@ -124,10 +132,10 @@ class Outbox:
         transitions waits for about one confirm, not 40. A row left (one of its
         events failed, or its delete was lost) is published again by the relay:
         at least once, and consumers' inboxes absorb the repeats."""
-        by_subject: dict[str, list[Envelope]] = {}
+        by_subject: dict[str, list[tuple[Envelope, Mapping[str, str]]]] = {}
         for row in rows:
             for envelope in row.envelopes:
-                by_subject.setdefault(self._order_key(envelope), []).append(envelope)
+                by_subject.setdefault(self._order_key(envelope), []).append((envelope, row.trace))
         results = await asyncio.gather(*(self._publish_in_order(g) for g in by_subject.values()))
         published = {event_id for group in results for event_id in group}
         self._forget_soon(
@@ -156,10 +164,12 @@ class Outbox:
         while self._deleter is not None and not self._deleter.done():
             await asyncio.shield(self._deleter)
 
-    async def _publish_in_order(self, envelopes: Sequence[Envelope]) -> list[str]:
+    async def _publish_in_order(
+        self, envelopes: Sequence[tuple[Envelope, Mapping[str, str]]]
+    ) -> list[str]:
         published: list[str] = []
-        for envelope in envelopes:
-            with log_context(event_id=envelope.event_id):
+        for envelope, trace in envelopes:
+            with tracing.resumed(trace), log_context(event_id=envelope.event_id):
                 try:
                     await self._bus.publish(envelope)
                 except PublishFailed as exc:

@@ -25,8 +25,12 @@ import aio_pika
 import aio_pika.channel
 import aio_pika.exceptions
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from emulators.chime.control import EmulatorControl
+from shared import tracing
 from shared.aws import AwsClients
 from shared.settings import BelfrySettings
 from tests.support import free_port, isolated
@@ -267,3 +271,15 @@ def make_settings(test_id: str) -> Callable[..., BelfrySettings]:
         return BelfrySettings(**values)
 
     return factory
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    """Belfry's tracer with an in-memory exporter for the test, then tracing off again."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing.install(provider)
+    yield exporter
+    tracing.install(None)
+    provider.shutdown()

@@ -32,7 +32,7 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 
-from shared import metrics
+from shared import metrics, tracing
 from shared.bus.base import (
     BusHealth,
     DeadLetter,
@@ -102,7 +102,7 @@ class AmqpBus(EventBus):
         self._instance = instance_id or f"{socket.gethostname()}-{id(self):x}"
         self._fanout_expires_ms = fanout_expires_ms
         self._connect_timeout = connect_timeout
-        self._dispatcher = Dispatcher(service, self._retry_delays)
+        self._dispatcher = Dispatcher(service, self._retry_delays, transport=self.transport)
         self._inflight = Inflight()
         self._publisher: AbstractRobustConnection | None = None
         self._subscriber: AbstractRobustConnection | None = None
@@ -231,19 +231,23 @@ class AmqpBus(EventBus):
     # --- publishing ------------------------------------------------------------
 
     async def publish(self, envelope: Envelope) -> None:
-        message = aio_pika.Message(
-            body=envelope.encode(),
-            content_type="application/json",
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            message_id=envelope.event_id,
-            correlation_id=envelope.correlation_id,
-            type=envelope.type,
-            timestamp=envelope.occurred_at,
-            app_id=envelope.producer,
-        )
         if self._exchange is None:
             raise PublishFailed("the bus is not started")
-        await self._confirmed(self._exchange, message, envelope.routing_key, envelope.type)
+        with tracing.publishing(
+            envelope, transport=self.transport, service=self.service, exchange=self._exchange_name
+        ) as trace_headers:  # `traceparent`/`tracestate` when tracing is on
+            message = aio_pika.Message(
+                body=envelope.encode(),
+                headers=dict(trace_headers),
+                content_type="application/json",
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                message_id=envelope.event_id,
+                correlation_id=envelope.correlation_id,
+                type=envelope.type,
+                timestamp=envelope.occurred_at,
+                app_id=envelope.producer,
+            )
+            await self._confirmed(self._exchange, message, envelope.routing_key, envelope.type)
         metrics.EVENTS_PUBLISHED.labels(self.service, envelope.type).inc()
 
     async def _confirmed(
@@ -303,7 +307,11 @@ class AmqpBus(EventBus):
         with self._inflight:
             attempt = attempt_of(message.headers)
             outcome = await self._dispatcher.dispatch(
-                consumer.subscription, message.body, attempt, redelivered=bool(message.redelivered)
+                consumer.subscription,
+                message.body,
+                attempt,
+                redelivered=bool(message.redelivered),
+                headers=message.headers,
             )
             try:
                 if outcome.action == "retry":

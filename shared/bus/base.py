@@ -13,9 +13,9 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
-from shared import metrics
+from shared import metrics, tracing
 from shared.events import Envelope, UndecodableEvent, decode
 from shared.logging import get_logger, log_context
 
@@ -79,6 +79,8 @@ class DeadLetter:
     error: str
     attempts: int
     event_id: str | None = None
+    # its trace context (`traceparent`, `tracestate`), when tracing was on
+    headers: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -102,13 +104,23 @@ class BusHealth:
 class Dispatcher:
     """Runs one delivery through its handler and decides what happens next."""
 
-    def __init__(self, service: str, retry_delays: Sequence[float]) -> None:
+    def __init__(
+        self, service: str, retry_delays: Sequence[float], *, transport: str = "memory"
+    ) -> None:
         self.service = service
         self.retry_delays = tuple(retry_delays)
+        self.transport = transport
 
     async def dispatch(
-        self, sub: Subscription, body: bytes, attempt: int, *, redelivered: bool = False
+        self,
+        sub: Subscription,
+        body: bytes,
+        attempt: int,
+        *,
+        redelivered: bool = False,
+        headers: Mapping[str, Any] | None = None,
     ) -> Outcome:
+        """`headers`: the message's, whose `traceparent` the handler's span continues."""
         try:
             envelope = decode(body)
         except UndecodableEvent as exc:
@@ -116,10 +128,20 @@ class Dispatcher:
             return self._count(
                 sub, Outcome("dead_letter", attempt, exc.reason, exc.detail, event_type="unknown")
             )
-        with log_context(
-            correlation_id=envelope.correlation_id,
-            event_id=envelope.event_id,
-            event_type=envelope.type,
+        with (
+            tracing.consuming(
+                headers,
+                envelope,
+                transport=self.transport,
+                service=self.service,
+                queue=sub.queue,
+                attempt=attempt,
+            ) as span,
+            log_context(
+                correlation_id=envelope.correlation_id,
+                event_id=envelope.event_id,
+                event_type=envelope.type,
+            ),
         ):
             started = time.perf_counter()
             try:
@@ -150,6 +172,7 @@ class Dispatcher:
                 metrics.HANDLER_SECONDS.labels(self.service, sub.queue, envelope.type).observe(
                     time.perf_counter() - started
                 )
+            tracing.settle(span, outcome.action, outcome.reason, outcome.error)
         return self._count(sub, outcome)
 
     def _failed(self, sub: Subscription, env: Envelope, attempt: int, exc: Exception) -> Outcome:

@@ -11,6 +11,7 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
 from shared.bus.base import DeadLetter
+from shared.tracing import TRACE_HEADERS
 
 ATTEMPT = "x-belfry-attempt"
 REASON = "x-belfry-dead-letter-reason"
@@ -74,6 +75,7 @@ def read_dead_letter(queue: str, message: AbstractIncomingMessage) -> DeadLetter
         error=_text(error),
         attempts=_int_header(headers, ATTEMPT, 1),
         event_id=message.message_id,
+        headers={h: _text(headers[h]) for h in TRACE_HEADERS if h in headers},
     )
 
 

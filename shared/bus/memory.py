@@ -12,8 +12,9 @@ import asyncio
 import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from shared import metrics
+from shared import metrics, tracing
 from shared.bus.base import (
     BusHealth,
     DeadLetter,
@@ -31,7 +32,10 @@ from shared.events import Envelope
 class _Queue:
     name: str
     routing_keys: tuple[str, ...]
-    pending: asyncio.Queue[tuple[bytes, int]] = field(default_factory=asyncio.Queue)
+    # (body, attempt, headers): the headers carry the trace context, as AMQP's do
+    pending: asyncio.Queue[tuple[bytes, int, Mapping[str, Any]]] = field(
+        default_factory=asyncio.Queue
+    )
     dead: list[DeadLetter] = field(default_factory=list)
 
 
@@ -48,14 +52,14 @@ class MemoryBroker:
             queue = self.queues[name] = _Queue(name, tuple(routing_keys))
         return queue
 
-    def route(self, routing_key: str, body: bytes) -> int:
+    def route(self, routing_key: str, body: bytes, headers: Mapping[str, Any] | None = None) -> int:
         targets = [
             q
             for q in self.queues.values()
             if any(topic_matches(p, routing_key) for p in q.routing_keys)
         ]
         for queue in targets:
-            queue.pending.put_nowait((body, 1))
+            queue.pending.put_nowait((body, 1, dict(headers or {})))
         return len(targets)
 
 
@@ -73,7 +77,7 @@ class MemoryBus(EventBus):
     ) -> None:
         super().__init__(service)
         self.broker = broker or MemoryBroker()
-        self._dispatcher = Dispatcher(service, retry_delays)
+        self._dispatcher = Dispatcher(service, retry_delays, transport=self.transport)
         self._prefetch = prefetch
         self._prefix = queue_prefix
         self._workers: list[asyncio.Task[None]] = []
@@ -94,22 +98,25 @@ class MemoryBus(EventBus):
         self._started = True
 
     async def publish(self, envelope: Envelope) -> None:
-        if not self.broker.route(envelope.routing_key, envelope.encode()):
-            metrics.PUBLISH_FAILURES.labels(self.service, envelope.type, "unroutable").inc()
-            raise UnroutableEvent(f"no queue is bound to {envelope.routing_key}")
+        with tracing.publishing(
+            envelope, transport=self.transport, service=self.service
+        ) as headers:
+            if not self.broker.route(envelope.routing_key, envelope.encode(), headers):
+                metrics.PUBLISH_FAILURES.labels(self.service, envelope.type, "unroutable").inc()
+                raise UnroutableEvent(f"no queue is bound to {envelope.routing_key}")
         metrics.EVENTS_PUBLISHED.labels(self.service, envelope.type).inc()
 
     async def _work(self, sub: Subscription, queue: _Queue) -> None:
         while True:
-            body, attempt = await queue.pending.get()
+            body, attempt, headers = await queue.pending.get()
             if self._stopping:  # taken after stop() began: leave it for nobody to lose
-                queue.pending.put_nowait((body, attempt))
+                queue.pending.put_nowait((body, attempt, headers))
                 return
             with self._inflight:
-                outcome = await self._dispatcher.dispatch(sub, body, attempt)
+                outcome = await self._dispatcher.dispatch(sub, body, attempt, headers=headers)
                 if outcome.action == "retry":
                     timer = asyncio.get_running_loop().call_later(
-                        outcome.delay_seconds, self._requeue, queue, body, attempt + 1
+                        outcome.delay_seconds, self._requeue, queue, body, attempt + 1, headers
                     )
                     self._timers.add(timer)
                 elif outcome.action == "dead_letter":
@@ -121,14 +128,17 @@ class MemoryBus(EventBus):
                             outcome.error,
                             attempt,
                             outcome.event_id,
+                            headers,
                         )
                     )
                 queue.pending.task_done()
 
-    def _requeue(self, queue: _Queue, body: bytes, attempt: int) -> None:
+    def _requeue(
+        self, queue: _Queue, body: bytes, attempt: int, headers: Mapping[str, Any]
+    ) -> None:
         now = asyncio.get_running_loop().time()
         self._timers = {t for t in self._timers if t.when() > now}
-        queue.pending.put_nowait((body, attempt))
+        queue.pending.put_nowait((body, attempt, headers))
 
     async def stop_consuming(self, drain_timeout: float = 10.0) -> None:
         self._stopping = True
@@ -159,5 +169,5 @@ class MemoryBus(EventBus):
             return 0
         replayed, found.dead = found.dead[:limit], found.dead[limit:]
         for letter in replayed:
-            found.pending.put_nowait((letter.body, 1))
+            found.pending.put_nowait((letter.body, 1, letter.headers))
         return len(replayed)

@@ -62,7 +62,7 @@ class World:
         return room_id
 
     def announced(self, event_type: str) -> list[Any]:
-        events = [decode(body) for body, _ in list(self.spy.pending._queue)]
+        events = [decode(body) for body, *_ in list(self.spy.pending._queue)]
         return [e for e in events if e.type == event_type]
 
 
