@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
@@ -37,6 +38,9 @@ from .people import People
 from .ports import AttachmentStore, ChatChime, ChatStore, Directory
 from .roles import RecordedRoles, RoleChanges
 from .settings import ChatSettings
+
+if TYPE_CHECKING:
+    from types_aiobotocore_s3 import S3Client
 
 NAME = "chat"
 SHARED_TABLES = (INBOX_TABLE, OUTBOX_TABLE)
@@ -114,6 +118,24 @@ async def open_directory(settings: ChatSettings, stack: AsyncExitStack) -> Direc
     return CognitoDirectory(client, pool, cache_seconds=settings.chat_role_cache_seconds)
 
 
+async def open_presigner(settings: ChatSettings, stack: AsyncExitStack) -> S3Client | None:
+    """An S3 client of `BELFRY_CHAT_S3_PUBLIC_ENDPOINT_URL` that only signs (no
+    request is sent with it), with the credentials of chat's own S3 client (the
+    ones the server checks the signatures against); None when it is unset."""
+    endpoint = settings.chat_s3_public_endpoint_url
+    if not endpoint:
+        return None
+    client: S3Client = await stack.enter_async_context(
+        get_session().create_client(  # type: ignore[call-overload]
+            "s3",
+            region_name=settings.aws_region,
+            endpoint_url=endpoint,
+            **local_credentials(settings.aws_endpoint_url),
+        )
+    )
+    return client
+
+
 @dataclass(frozen=True)
 class Chat:
     """chat, wired (tests drive its parts directly)."""
@@ -140,9 +162,18 @@ async def build(
         app_instance_arn=settings.chat_app_instance_arn,
     )
     await chime.start()
-    bucket = AttachmentBucket(aws.s3, settings.chat_attachments_bucket, settings.aws_region)
-    await bucket.ensure()
     stack = AsyncExitStack()
+    bucket = AttachmentBucket(
+        aws.s3,
+        settings.chat_attachments_bucket,
+        settings.aws_region,
+        presigner=await open_presigner(settings, stack),
+    )
+    try:
+        await bucket.ensure()
+    except BaseException:
+        await stack.aclose()
+        raise
     directory = await open_directory(settings, stack)
     cases = use_cases(store, chime, bucket, settings, directory=directory, clock=clock)
     chat = Chat(cases, chime, inbox)

@@ -44,6 +44,13 @@ class ChatSettings(BelfrySettings):
         DEFAULT_CONTENT_TYPES,
         description='Attachment content types accepted (415 otherwise), as JSON: ["image/png"].',
     )
+    chat_s3_public_endpoint_url: str | None = Field(
+        None,
+        description="The S3 endpoint that presigned attachment URLs (downloads and upload "
+        "forms) name, for clients that cannot reach `BELFRY_AWS_ENDPOINT_URL` (compose: "
+        "moto's published port on the host); the URLs are signed for it. Unset: the endpoint "
+        "chat itself talks to.",
+    )
     chat_download_url_seconds: int = Field(
         300, ge=1, le=3600, description="Lifetime of a presigned attachment download URL."
     )

@@ -10,13 +10,16 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from string import Template
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 
+from shared.settings import BelfrySettings
 from tests.deploy.manifests import (
     ALL_INTERFACES,
+    PREFIXES,
     REPO,
     SERVICES,
     compose_environment,
@@ -27,7 +30,8 @@ from tests.deploy.manifests import (
 )
 
 STAND_INS = ("rabbitmq", "moto", "chime")
-OUR_IMAGE = (*SERVICES, "moto", "chime")
+OUR_STAND_INS = ("moto", "chime")
+PROXY_TEMPLATES = REPO / "deploy" / "compose" / "proxy"
 ENV_OUTSIDE_SETTINGS: set[str] = set()  # every variable a Belfry container gets is a setting
 
 
@@ -58,14 +62,29 @@ def container_ports(service: dict[str, Any]) -> set[int]:
 
 
 def test_all_services_present(services: dict[str, dict[str, Any]]) -> None:
-    assert set(services) == {*STAND_INS, *SERVICES}
+    assert set(services) == {*STAND_INS, *SERVICES, "proxy"}
 
 
-def test_one_image_for_services_and_our_stand_ins(services: dict[str, dict[str, Any]]) -> None:
-    images = {name: (services[name]["image"], repr(services[name]["build"])) for name in OUR_IMAGE}
-    assert len(set(images.values())) == 1, images
-    build = services["rooms"]["build"]
-    assert (REPO / build["context"] / build["dockerfile"]).is_file()
+def image_of(service: dict[str, Any]) -> tuple[str, str]:
+    return service["image"], repr(service["build"])
+
+
+def test_services_run_the_production_image_and_stand_ins_the_local_one(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    production = {image_of(services[name]) for name in SERVICES}
+    local = {image_of(services[name]) for name in OUR_STAND_INS}
+    assert len(production) == 1, production
+    assert len(local) == 1, local
+    assert production != local
+    assert {services[name]["build"]["target"] for name in SERVICES} == {"runtime"}
+    assert {services[name]["build"]["target"] for name in OUR_STAND_INS} == {"local"}
+    assert services["rooms"]["image"] != services["moto"]["image"]  # never one tag for both
+    dockerfile = (REPO / services["rooms"]["build"]["context"] / "Dockerfile").read_text()
+    for name in (*SERVICES, *OUR_STAND_INS):
+        build = services[name]["build"]
+        assert (REPO / build["context"] / build["dockerfile"]).is_file()
+        assert re.search(rf"^FROM .+ AS {build['target']}$", dockerfile, re.M), build["target"]
 
 
 @pytest.mark.parametrize("name", SERVICES)
@@ -77,7 +96,8 @@ def test_service_runs_its_module_and_listens_where_it_is_checked(
     assert service["command"] == [f"services.{name}"]
     assert env["BELFRY_HOST"] == ALL_INTERFACES
     port = int(env["BELFRY_PORT"])
-    assert container_ports(service) == {port}
+    # One origin: a service is reached through the proxy, never on a host port of its own.
+    assert "ports" not in service
     url = urlsplit(healthcheck_url(service))
     assert (url.hostname, url.port, url.path) == ("127.0.0.1", port, "/readyz")
 
@@ -233,3 +253,107 @@ def test_python_health_check_fails_on_503(
             [sys.executable, "-c", local], capture_output=True, timeout=10, check=False
         )
     assert (result.returncode == 0) is healthy, result.stderr.decode()
+
+
+# --- the one origin: the proxy ----------------------------------------------------------
+
+
+def rendered_proxy_config(proxy: dict[str, Any]) -> str:
+    """The template with the proxy's environment, as the nginx image's envsubst does."""
+    (template,) = PROXY_TEMPLATES.glob("*.template")
+    return Template(template.read_text()).safe_substitute(compose_environment(proxy))
+
+
+def locations(config: str) -> dict[str, str]:
+    """`location [=] <path> { ... }` bodies by `<path>` or `= <path>` (the template
+    indents them by four spaces and nests no blocks in them)."""
+    found = re.findall(r"^    location\s+(=\s+)?(\S+)\s*\{(.*?)^    \}", config, re.M | re.S)
+    return {("= " if exact else "") + path: body for exact, path, body in found}
+
+
+def upstream_of(body: str) -> str:
+    (target,) = re.findall(r"set \$belfry_upstream http://([^;]+);", body)
+    assert "proxy_pass $belfry_upstream;" in body
+    return str(target)
+
+
+def test_the_proxy_is_the_one_origin_on_the_host(services: dict[str, dict[str, Any]]) -> None:
+    proxy = services["proxy"]
+    assert proxy["image"].startswith("nginx:1.27")
+    assert proxy["ports"] == ["127.0.0.1:8080:8080"]  # PROXY_PORT's default
+    assert "${PROXY_PORT:-8080}" in (REPO / "docker-compose.yml").read_text()
+    env = compose_environment(proxy)
+    assert container_ports(proxy) == {int(env["PROXY_LISTEN"])}
+    for name in SERVICES:
+        assert proxy["depends_on"][name] == {"condition": "service_healthy"}, name
+    test = proxy["healthcheck"]["test"]
+    assert test[:2] == ["CMD", "wget"]
+    url = urlsplit(test[-1])
+    assert (url.hostname, url.port, url.path) == ("127.0.0.1", int(env["PROXY_LISTEN"]), "/healthz")
+    assert "return 200" in locations(rendered_proxy_config(proxy))["= /healthz"]
+
+
+def test_the_proxy_template_is_mounted_and_every_variable_is_set(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    proxy = services["proxy"]
+    mounts = dict(volume.rsplit(":", 1)[0].split(":", 1) for volume in proxy["volumes"])
+    assert mounts["./deploy/compose/proxy"] == "/etc/nginx/templates"
+    assert all(volume.endswith(":ro") for volume in proxy["volumes"])
+    env = compose_environment(proxy)
+    console = [host for host, inside in mounts.items() if inside == env["CONSOLE_DIR"]]
+    assert console == ["./services/platform/console"]
+    assert (REPO / console[0] / "index.html").is_file()
+    config = rendered_proxy_config(proxy)
+    assert "${" not in config, re.findall(r"\$\{[^}]+\}", config)
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_the_proxy_routes_each_prefix_to_its_service(
+    services: dict[str, dict[str, Any]], name: str
+) -> None:
+    routes = locations(rendered_proxy_config(services["proxy"]))
+    port = compose_environment(services[name])["BELFRY_PORT"]
+    # No URI in proxy_pass: the path goes unchanged, the service serves its own prefix.
+    assert upstream_of(routes[PREFIXES[name]]) == f"{name}:{port}"
+    assert upstream_of(routes[f"= /openapi/{name}.json"]) == f"{name}:{port}/openapi.json"
+
+
+def test_the_proxy_serves_the_shared_routes_and_the_console(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    routes = locations(rendered_proxy_config(services["proxy"]))
+    for path in ("= /auth/config", "= /asyncapi.yaml"):
+        assert upstream_of(routes[path]).split(":")[0] in SERVICES, path
+    assert "return 307 /console/;" in routes["= /"]
+    assert "alias /usr/share/nginx/belfry-console/;" in routes["/console/"]
+    assert "return 404" in routes["/"]  # anything else: Belfry's JSON 404
+
+
+def test_the_proxy_upgrades_websockets_and_allows_belfrys_bodies(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    config = rendered_proxy_config(services["proxy"])
+    assert "proxy_http_version 1.1;" in config
+    assert "proxy_set_header Upgrade $http_upgrade;" in config
+    assert "proxy_set_header Connection $belfry_connection;" in config
+    assert re.search(r"map \$http_upgrade \$belfry_connection \{\s*default upgrade;", config)
+    notifications = locations(config)["/notifications"]
+    (read_timeout,) = re.findall(r"proxy_read_timeout (\d+)h;", notifications)
+    assert int(read_timeout) >= 1
+    (body,) = re.findall(r"client_max_body_size (\d+)m;", config)
+    assert int(body) * 1024 * 1024 >= BelfrySettings().http_max_upload_bytes
+    (headers,) = re.findall(r"large_client_header_buffers \d+ (\d+)k;", config)
+    assert int(headers) * 1024 >= BelfrySettings().http_max_header_bytes
+    for header in ("X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "X-Correlation-ID"):
+        assert f"proxy_set_header {header} " in config, header
+
+
+def test_presigned_urls_name_motos_published_port(services: dict[str, dict[str, Any]]) -> None:
+    env = compose_environment(services["chat"])
+    public = urlsplit(env["BELFRY_CHAT_S3_PUBLIC_ENDPOINT_URL"])
+    (published,) = services["moto"]["ports"]
+    host_ip, host_port, _ = str(published).split(":")
+    assert (public.scheme, public.hostname, public.port) == ("http", host_ip, int(host_port))
+    text = (REPO / "docker-compose.yml").read_text()
+    assert "BELFRY_CHAT_S3_PUBLIC_ENDPOINT_URL: http://127.0.0.1:${MOTO_PORT:-5000}" in text

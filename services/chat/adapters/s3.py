@@ -39,8 +39,17 @@ async def _s3(operation: str) -> AsyncIterator[None]:
 
 
 class AttachmentBucket:
-    def __init__(self, client: S3Client, bucket: str, region: str) -> None:
+    """`presigner`: the client whose endpoint the presigned URLs name (a client
+    of the public endpoint, `BELFRY_CHAT_S3_PUBLIC_ENDPOINT_URL`); `client` by
+    default. A presigned URL is signed for the request it names (SigV4 signs the
+    Host header; both SigV2 and SigV4 sign the path, which holds the bucket
+    path-style), so it is made with that endpoint rather than rewritten after."""
+
+    def __init__(
+        self, client: S3Client, bucket: str, region: str, *, presigner: S3Client | None = None
+    ) -> None:
         self._s3 = client
+        self._presigner = presigner or client
         self.bucket = bucket
         self._region = region
 
@@ -91,7 +100,7 @@ class AttachmentBucket:
 
     async def download_url(self, key: str, name: str, content_type: str, seconds: int) -> str:
         async with _s3("PresignGet"):
-            url: str = await self._s3.generate_presigned_url(
+            url: str = await self._presigner.generate_presigned_url(
                 "get_object",
                 Params={
                     "Bucket": self.bucket,
@@ -109,7 +118,7 @@ class AttachmentBucket:
         """A presigned POST whose policy pins the key, the type and the size:
         prefilled fields alone are not conditions."""
         async with _s3("PresignPost"):
-            form: dict[str, Any] = await self._s3.generate_presigned_post(
+            form: dict[str, Any] = await self._presigner.generate_presigned_post(
                 Bucket=self.bucket,
                 Key=key,
                 Fields={"Content-Type": content_type},
