@@ -7,12 +7,14 @@ service, read once in `__main__`, passed down explicitly (no globals).
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared.ratelimit_rules import RateSyntaxError, parse_rate, parse_routes
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class BelfrySettings(BaseSettings):
@@ -180,9 +182,25 @@ class BelfrySettings(BaseSettings):
         "unchecked for this long after its last answer; then refused (503 auth_unavailable).",
     )
 
+    # --- tracing (shared/tracing.py, docs/operations.md) ---------------------
+    tracing_enabled: bool = Field(
+        False,
+        description="Trace requests, events and AWS calls with OpenTelemetry. Also on when "
+        "`OTEL_EXPORTER_OTLP_ENDPOINT` or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` is set (unless "
+        "`OTEL_SDK_DISABLED=true`); the other `OTEL_*` variables (service name, sampler, "
+        "headers) are honoured.",
+    )
+    tracing_exporter: Literal["otlp", "console"] = Field(
+        "otlp",
+        description="`otlp`: OTLP over HTTP to `OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT` (default "
+        "http://localhost:4318/v1/traces); `console`: spans printed to stdout (debugging).",
+    )
+
     # --- process -----------------------------------------------------------
     instance_id: str | None = Field(None, description="Defaults to host name + pid.")
-    log_level: str = Field("INFO", description="DEBUG, INFO, WARNING, ERROR.")
+    log_level: str = Field(
+        "INFO", description="DEBUG, INFO, WARNING, ERROR or CRITICAL (any case)."
+    )
     log_format: Literal["auto", "json", "console"] = Field(
         "auto", description="`auto`: JSON unless the output is a terminal."
     )
@@ -192,6 +210,14 @@ class BelfrySettings(BaseSettings):
         validation_alias=AliasChoices("BELFRY_PORT", "PORT", "port"),
         description="HTTP port.",
     )
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"should be one of {', '.join(LOG_LEVELS)}")
+        return level
 
     # --- HTTP edge (docs/security.md) -----------------------------------------
     http_max_header_bytes: int = Field(
@@ -231,6 +257,34 @@ class BelfrySettings(BaseSettings):
     metrics_port: int | None = Field(
         None, description="Serve /metrics on this (internal) port instead of the API port."
     )
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = Field(
+        (),
+        description="Browser origins allowed to call the API from another origin, "
+        "comma-separated (`https://app.example.com,http://localhost:5173`); empty: no CORS "
+        "headers at all (same-origin only). No wildcard (docs/http.md).",
+    )
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _cors_origins(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            value = json.loads(text) if text.startswith("[") else text.split(",")
+        if not isinstance(value, list | tuple):
+            return value
+        origins = []
+        for item in value:
+            origin = str(item).strip().rstrip("/")
+            if not origin:
+                continue
+            scheme, sep, host = origin.partition("://")
+            if scheme not in ("http", "https") or not sep or not host or "/" in host:
+                raise ValueError(
+                    f"BELFRY_CORS_ORIGINS: {origin[:80]!r} is not an origin "
+                    "(scheme://host[:port], no path, no wildcard)"
+                )
+            origins.append(origin)
+        return tuple(dict.fromkeys(origins))
 
     def environment(self, **changes: Any) -> dict[str, str]:
         """These settings (with `changes`) as the `BELFRY_*` variables that give

@@ -55,7 +55,7 @@ def render_banner(
         f"Belfry is running: {', '.join(services)} in one process",
         "",
         f"  gateway      {g}   {'  '.join(prefixes)}",
-        f"  API docs     {g}/docs   (OpenAPI: {g}/openapi.json)",
+        f"  API docs     {g}/docs  {g}/redoc   (OpenAPI: {g}/openapi.json, docs/http.md)",
         "  probes       /healthz  /readyz  /metrics",
         f"  events       {bus}",
         f"  DynamoDB+S3  {aws}",
@@ -85,8 +85,18 @@ def render_banner(
             f"Tokens: Cognito access tokens of user pool {settings.cognito_user_pool_id} "
             "(BELFRY_AUTH_MODE=cognito)."
         )
-    lines += ["", "Play both stories: make demo      Stop: Ctrl-C", ""]
+    lines += ["", f"Play both stories: {demo_command(g)}      Stop: Ctrl-C", ""]
     return "\n".join(lines)
+
+
+DEFAULT_GATEWAY = "http://127.0.0.1:8080"  # where `make demo` looks without BELFRY_URL
+
+
+def demo_command(gateway: str) -> str:
+    """The command that plays the demo against this gateway, exactly."""
+    if gateway.rstrip("/") == DEFAULT_GATEWAY:
+        return "make demo"
+    return f"BELFRY_URL={gateway} make demo"
 
 
 def _pool_lines(pool: UserPool, gateway: str) -> list[str]:

@@ -3,8 +3,8 @@
 Rooms: an admin schedules a room a few seconds ahead; once it is active three
 people join one Chime meeting; their browsers connect to it and the landing
 page counts them (Chime's meeting events); the meeting is ended the way Chime
-ends an idle one (both through the emulator's control API, only when the
-platform runs on that emulator) and the next join gets a re-created meeting.
+ends an idle one (both through the Chime SDK emulator's control API) and the next
+join gets a re-created meeting.
 
 Chat: a customer is assigned a manager; the customer sends the manager a
 message with an attachment and a mention; the manager mentions a second manager
@@ -15,9 +15,10 @@ Where: `BELFRY_URL` (default: `BELFRY_HOST`/`BELFRY_PORT`, http://127.0.0.1:8080
 tokens: the platform's `GET /auth/config` names its Cognito user pool (`make
 run`'s, in its moto server), whose users the demo makes and signs in as `make
 token` does; in local mode they are minted with the local signing key from the
-same settings as `make token LOCAL=1`. The Chime emulator is
-`BELFRY_CHIME_ENDPOINT_URL` or the embedded one on
-`BELFRY_PLATFORM_LOCAL_CHIME_PORT`. Exit code 0 when both stories played out.
+same settings as `make token LOCAL=1`. The Chime SDK emulator is the one the
+platform names at `GET /platform/info` (or `--chime-url`): when there is none, or
+it does not answer, the step that needs it fails. Exit code 0 only when every step
+did what it says; `--no-emulator` skips the two emulator steps and says so.
 """
 
 from __future__ import annotations
@@ -35,10 +36,20 @@ from urllib.parse import quote
 import httpx
 
 from emulators.chime.control import EmulatorControl
-from services.platform.demo_client import Feed, Gateway, eventually, items_of, user_pool_of
+from services.platform.demo_client import (
+    Emulator,
+    Feed,
+    Gateway,
+    eventually,
+    find_emulator,
+    items_of,
+    reachable,
+    user_pool_of,
+)
 from services.platform.embedded import url_of
 from services.platform.settings import PlatformSettings
 from services.platform.timeline import DemoFailed, Timeline
+from shared.settings_errors import load_settings
 
 STEPS = 21
 
@@ -61,8 +72,9 @@ async def _connect_and_count(
 
 
 async def rooms_story(  # noqa: PLR0915 - one story, read top to bottom
-    gw: Gateway, timeline: Timeline, chime_url: str | None, lead_seconds: float
+    gw: Gateway, timeline: Timeline, chime: Emulator | None, lead_seconds: float
 ) -> None:
+    """`chime` None: `--no-emulator`, the two steps that need it are skipped."""
     timeline.section("Scheduled meeting rooms")
     admin = await gw.person("ada", "admin")
     attendees = [await gw.person(name, "customer") for name in ("ann", "bob", "cy")]
@@ -91,7 +103,8 @@ async def rooms_story(  # noqa: PLR0915 - one story, read top to bottom
 
         async def listed() -> dict[str, Any] | None:
             rooms = items_of(await gw.json(attendees[0], "GET", "/rooms"), "rooms")
-            return next((r for r in rooms if r.get("room_id") == room_id), None)
+            mine = next((r for r in rooms if r.get("room_id") == room_id), None)
+            return mine if mine and mine.get("status", "active") == "active" else None
 
         await eventually(listed, timeout=lead_seconds + 30, what="the room on GET /rooms")
         step.done(f"after {time.monotonic() - scheduled:.1f} s")
@@ -110,9 +123,10 @@ async def rooms_story(  # noqa: PLR0915 - one story, read top to bottom
             step.done(f"meeting {meeting_id[:8]}…, attendee {attendee_ids[-1][:8]}…")
 
     with timeline.step("their browsers connect; the landing page counts three") as step:
-        if chime_url is None:
-            step.skip("the platform does not run on the Chime emulator")
+        if chime is None:
+            step.skip("--no-emulator")
         else:
+            chime_url = await reachable(chime)
             found = await _connect_and_count(
                 gw,
                 viewer=admin,
@@ -125,19 +139,25 @@ async def rooms_story(  # noqa: PLR0915 - one story, read top to bottom
 
     ended = False
     with timeline.step("Chime ends the meeting (the emulator, as after 5 idle minutes)") as step:
-        if chime_url is None:
-            step.skip("the platform does not run on the Chime emulator")
+        if chime is None:
+            step.skip("--no-emulator")
         else:
+            chime_url = await reachable(chime)
             async with EmulatorControl(chime_url) as control:
                 live = {m["MeetingId"] for m in await control.live_meetings()}
                 if meeting_id not in live:
-                    step.skip(f"meeting unknown to the emulator at {chime_url}")
-                else:
-                    await control.end_meeting(meeting_id)
-                    ended = True
-                    step.done("ended")
+                    raise DemoFailed(
+                        f"meeting {meeting_id} is not live on the emulator at {chime_url}: "
+                        "the platform uses another Chime SDK endpoint"
+                    )
+                await control.end_meeting(meeting_id)
+                if meeting_id in {m["MeetingId"] for m in await control.live_meetings()}:
+                    raise DemoFailed(f"meeting {meeting_id} is still live after ending it")
+                ended = True
+                step.done("ended; the emulator no longer lists it")
 
-    with timeline.step("dee joins: the room gets a new meeting") as step:
+    dee_sees = "the room gets a new meeting" if chime is not None else "the room keeps its meeting"
+    with timeline.step(f"dee joins: {dee_sees}") as step:
         joined = await gw.json(latecomer, "POST", f"/rooms/{room_id}/join")
         new_meeting = joined["Meeting"]["MeetingId"]
         if ended and new_meeting == meeting_id:
@@ -173,7 +193,7 @@ async def chat_story(gw: Gateway, timeline: Timeline, base_url: str) -> None:  #
                 json={"manager_id": manager},
                 expect=(200, 201, 204),
             )
-            step.done("customer channel and managers-only channel ready")
+            step.done("assigned")
 
         with timeline.step("carl sees exactly his own channel") as step:
             channels = items_of(await gw.json(customer, "GET", "/chat/channels"), "channels")
@@ -278,22 +298,6 @@ async def chat_story(gw: Gateway, timeline: Timeline, base_url: str) -> None:  #
             await feed.close()
 
 
-def chime_emulator_url(settings: PlatformSettings, given: str | None) -> str:
-    if given:
-        return given
-    if settings.chime_endpoint_url:
-        return settings.chime_endpoint_url
-    return url_of("127.0.0.1", settings.platform_local_chime_port)
-
-
-async def on_emulator(url: str) -> bool:
-    try:
-        async with EmulatorControl(url, timeout=2) as control:
-            return await control.health()
-    except (httpx.HTTPError, ValueError):
-        return False
-
-
 async def play(
     timeline: Timeline,
     base_url: str,
@@ -302,6 +306,7 @@ async def play(
     *,
     ready_timeout: float = 30.0,
     lead_seconds: float = 3.0,
+    use_emulator: bool = True,
 ) -> None:
     run = uuid.uuid4().hex[:6]
     print(f"Belfry demo against {base_url} (run {run})", flush=True)
@@ -324,20 +329,28 @@ async def play(
             services = sorted({name.split(".")[0] for name in status.get("checks", {})})
             pool = await user_pool_of(http)
             signs_in = f"user pool {pool.user_pool_id}" if pool else "local tokens"
-            step.done(f"{', '.join(services)}; {signs_in}")
+            chime = await find_emulator(http, chime_url) if use_emulator else None
+            drives = f"Chime SDK emulator {chime.url}" if chime and chime.url else "no emulator"
+            step.done(f"{', '.join(services)}; {signs_in}; {drives}")
         gw = Gateway(http, settings, run, pool)
-        await rooms_story(gw, timeline, chime_url, lead_seconds=lead_seconds)
+        await rooms_story(gw, timeline, chime, lead_seconds=lead_seconds)
         await chat_story(gw, timeline, base_url)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    settings = PlatformSettings()
+    settings = load_settings(PlatformSettings)
     default_url = os.environ.get("BELFRY_URL") or url_of(settings.host, settings.port)
     parser = argparse.ArgumentParser(prog="python -m services.platform.demo", description=__doc__)
     parser.add_argument("--url", default=default_url, help=f"the gateway (default {default_url})")
-    parser.add_argument("--chime-url", default=None, help="the Chime emulator's URL")
     parser.add_argument(
-        "--no-emulator", action="store_true", help="never use the emulator's control API"
+        "--chime-url",
+        default=None,
+        help="the Chime SDK emulator's URL (default: the one GET /platform/info names)",
+    )
+    parser.add_argument(
+        "--no-emulator",
+        action="store_true",
+        help="skip the two steps that need the emulator's control API (real Chime)",
     )
     parser.add_argument(
         "--ready-timeout", type=float, default=30.0, help="how long to wait for /readyz"
@@ -346,19 +359,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--lead-seconds", type=float, default=3.0, help="how far ahead the room is scheduled"
     )
     args = parser.parse_args(argv)
-    chime_url = None if args.no_emulator else chime_emulator_url(settings, args.chime_url)
-
     timeline = Timeline(STEPS)
 
     async def go() -> None:
-        usable = chime_url if chime_url and await on_emulator(chime_url) else None
         await play(
             timeline,
             args.url.rstrip("/"),
-            usable,
+            args.chime_url,
             settings,
             ready_timeout=args.ready_timeout,
             lead_seconds=args.lead_seconds,
+            use_emulator=not args.no_emulator,
         )
 
     try:
@@ -371,7 +382,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         reason = str(exc) if isinstance(exc, DemoFailed) else f"{type(exc).__name__}: {exc}"
         print(f"\nDemo FAILED{where} after {timeline.elapsed():.1f} s: {reason}", file=sys.stderr)
         return 1
-    print(f"\nBoth stories played out in {timeline.elapsed():.1f} s.", flush=True)
+    if timeline.number != STEPS:
+        print(f"\nDemo FAILED: {timeline.number} of {STEPS} steps ran", file=sys.stderr)
+        return 1
+    skipped = f", {timeline.skipped} steps skipped (--no-emulator)" if timeline.skipped else ""
+    print(f"\nBoth stories played out in {timeline.elapsed():.1f} s{skipped}.", flush=True)
     return 0
 
 

@@ -4,19 +4,26 @@ WebSocket feed of notifications it can wait on (bounded, never a bare sleep).
 Tokens follow the platform's `GET /auth/config`: with a Cognito user pool (what
 `make run` has), each person is a user of that pool (made as `make token` makes
 them) who signs in with a password; in local mode they are minted with the
-local signing key of the demo's own settings."""
+local signing key of the demo's own settings.
+
+The Chime SDK emulator whose control API plays the browsers and ends a meeting is
+the one the platform says it uses (`GET /platform/info`), or `--chime-url`; a step
+that needs it fails, naming the reason, when there is none or it does not answer."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
 
+from emulators.chime.control import EmulatorControl, EmulatorControlError
 from services.platform.identity import PoolAdmin, UserPool, sign_in
 from services.platform.settings import PlatformSettings
 from services.platform.timeline import DemoFailed
@@ -63,6 +70,60 @@ async def user_pool_of(http: httpx.AsyncClient) -> UserPool | None:
     if not (config.endpoint and config.region and config.user_pool_id and config.client_id):
         raise DemoFailed(f"GET /auth/config is incomplete: {response.text[:300]}")
     return UserPool(config.endpoint, config.region, config.user_pool_id, config.client_id)
+
+
+@dataclass(frozen=True)
+class Emulator:
+    """The Chime SDK emulator the demo drives: its URL and where that came from, or
+    why there is none (`url` None)."""
+
+    url: str | None
+    source: str
+    problem: str = ""
+
+
+async def find_emulator(http: httpx.AsyncClient, given: str | None) -> Emulator:
+    """`given` (`--chime-url`), else the emulator the platform names at
+    `GET /platform/info`, else `BELFRY_CHIME_ENDPOINT_URL` for a gateway without it."""
+    if given:
+        return Emulator(given.rstrip("/"), "--chime-url")
+    response = await http.get("/platform/info")
+    if response.status_code == 200:
+        chime = response.json().get("chime") or {}
+        endpoint, control = chime.get("endpoint"), chime.get("emulator_control")
+        if endpoint and control:
+            return Emulator(str(endpoint).rstrip("/"), "GET /platform/info")
+        return Emulator(None, "GET /platform/info", "the platform runs on the real Chime SDK")
+    configured = os.environ.get("BELFRY_CHIME_ENDPOINT_URL")
+    if configured:
+        return Emulator(configured.rstrip("/"), "BELFRY_CHIME_ENDPOINT_URL")
+    return Emulator(
+        None,
+        "GET /platform/info",
+        f"the gateway does not say which Chime SDK emulator it uses (GET /platform/info "
+        f"answered {response.status_code}); pass --chime-url",
+    )
+
+
+async def reachable(emulator: Emulator) -> str:
+    """The emulator's URL once its control API answers; `DemoFailed` saying why not."""
+    if emulator.url is None:
+        raise DemoFailed(
+            f"no Chime SDK emulator to drive: {emulator.problem} "
+            "(--no-emulator skips the steps that need one)"
+        )
+    try:
+        async with EmulatorControl(emulator.url, timeout=3) as control:
+            healthy = await control.health()
+    except (httpx.HTTPError, EmulatorControlError, ValueError) as exc:
+        why = str(exc) or type(exc).__name__
+        raise DemoFailed(
+            f"the Chime SDK emulator at {emulator.url} (from {emulator.source}) is not "
+            f"reachable: {why}"
+        ) from None
+    if not healthy:
+        raise DemoFailed(f"the Chime SDK emulator at {emulator.url} reports it is not healthy")
+    return emulator.url
 
 
 class Gateway:
@@ -140,6 +201,8 @@ class Feed:
             return True if self.frames else None
 
         await eventually(answered, timeout=10, what=f"the answer to {self.who}'s auth frame")
+        if self.frames[0].get("type") != "session.ready":
+            raise DemoFailed(f"{self.who}'s WebSocket answered {json.dumps(self.frames[0])[:200]}")
 
     async def _read(self) -> None:
         assert self._ws is not None

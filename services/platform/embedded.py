@@ -7,15 +7,14 @@
 - the Chime SDK emulator: `emulators.chime`, an ASGI app served by a second
   uvicorn server on the platform's own event loop.
 
-Every port is bound here, before anything starts, so that a busy port is one
-clear error instead of a half-started platform.
+Every port is bound before anything starts (`shared.service.bind_ports`), so that
+busy ports are one clear error naming all of them instead of a half-started platform.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
 import socket
 import threading
@@ -25,29 +24,18 @@ from dataclasses import dataclass
 import uvicorn
 
 from shared.logging import get_logger
+from shared.service import PortNeed, PortsUnavailable, bind_ports
 
 log = get_logger("belfry.platform")
 
 
-class PortUnavailable(RuntimeError):
-    """A port the platform needs is taken (or the address cannot be bound)."""
+# A busy port: `shared.service.PortsUnavailable`, which names every busy port at once.
+PortUnavailable = PortsUnavailable
 
 
 def bind_socket(host: str, port: int, what: str, setting: str) -> socket.socket:
     """A listening-ready TCP socket on host:port, or `PortUnavailable` naming the setting."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        reason = "is in use" if exc.errno == errno.EADDRINUSE else f"cannot be bound ({exc})"
-        raise PortUnavailable(
-            f"{what}: {host}:{port} {reason}; choose another port with {setting}"
-        ) from None
-    sock.set_inheritable(True)
-    return sock
+    return bind_ports([PortNeed(host, port, what, setting)])[0]
 
 
 def port_of(sock: socket.socket) -> int:

@@ -33,6 +33,7 @@ class Timeline:
         self.out = out or sys.stdout
         self.started = time.monotonic()
         self.failed_step: str | None = None
+        self.skipped = 0
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
@@ -56,6 +57,7 @@ class Timeline:
             if isinstance(exc, DemoFailed):
                 raise
             raise DemoFailed(f"{type(exc).__name__}: {exc}") from exc
+        self.skipped += step.skipped
         status = "skipped" if step.skipped else "ok"
         detail = f"  ({step.outcome})" if step.outcome else ""
         print(f" {status}{detail}", file=self.out, flush=True)

@@ -27,6 +27,7 @@ from services.platform.embedded import url_of
 from services.platform.identity import PoolAdmin, PoolUnavailable, SignInFailed, sign_in
 from services.platform.settings import PlatformSettings
 from shared.auth.local import print_local_token
+from shared.settings_errors import load_settings
 
 
 def local_pool_endpoint(settings: PlatformSettings) -> str:
@@ -79,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("error: SUB is empty; try: make token SUB=alice GROUPS=admin", file=sys.stderr)
         return 2
     groups = [g.strip() for g in args.groups.split(",") if g.strip()]
-    settings = PlatformSettings()
+    settings = load_settings(PlatformSettings)  # a bad value: one line naming it, exit 2
     if args.local:
         return _local(settings, sub, groups, args.ttl)
     try:

@@ -16,6 +16,7 @@ classic, not exclusive, expiring once unused.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 
 import aio_pika
@@ -35,10 +36,31 @@ CONNECTION_ERRORS = (
 )
 
 
+class _OursToSay(logging.Filter):
+    """While `connect` retries, aiormq's own error line per failed attempt is
+    dropped: `bus.connect_retry` says the same, once, as a warning."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("error when creating transport")
+
+
 async def connect(
     url: str, *, name: str, heartbeat: int, timeout: float
 ) -> AbstractRobustConnection:
-    """connect_robust, retried with back-off for a bounded time at start-up."""
+    """connect_robust, retried with back-off for a bounded time at start-up; a
+    cancellation (Ctrl-C during start-up) ends the wait at once."""
+    quiet = _OursToSay()
+    aiormq_log = logging.getLogger("aiormq.connection")
+    aiormq_log.addFilter(quiet)
+    try:
+        return await _connect(url, name=name, heartbeat=heartbeat, timeout=timeout)
+    finally:
+        aiormq_log.removeFilter(quiet)
+
+
+async def _connect(
+    url: str, *, name: str, heartbeat: int, timeout: float
+) -> AbstractRobustConnection:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     delay = 0.2

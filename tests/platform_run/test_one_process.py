@@ -129,16 +129,21 @@ async def test_a_room_join_and_a_chat_mention(platform: RunningPlatform) -> None
 
 
 async def test_the_demo_plays_both_stories(platform: RunningPlatform) -> None:
+    """On free ports, told nothing but the banner's `BELFRY_URL=... make demo`: it finds
+    the platform's Chime SDK emulator by asking the platform (`GET /platform/info`)."""
+    env = {
+        k: v
+        for k, v in platform.env.items()
+        if not k.startswith("BELFRY_PLATFORM_LOCAL_") and k not in ("BELFRY_PORT", "PORT")
+    }
     demo = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "services.platform.demo",
-        "--url",
-        platform.url,
         "--lead-seconds",
         "2",
         cwd=ROOT,
-        env=platform.env,
+        env={**env, "BELFRY_URL": platform.url},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
@@ -147,6 +152,8 @@ async def test_the_demo_plays_both_stories(platform: RunningPlatform) -> None:
     assert demo.returncode == 0, f"{text}\n--- platform ---\n{platform.tail()}"
     assert "[21/21]" in text, text
     assert "(re-created)" in text, "the demo ended the meeting through the embedded emulator"
+    assert "skipped" not in text, text
+    assert f"Chime SDK emulator {platform.chime_url}" in text, text
     assert "Both stories played out" in text
 
 

@@ -8,8 +8,6 @@ import dataclasses
 import os
 import signal
 import socket
-import subprocess
-import sys
 import uuid
 
 import httpx
@@ -34,7 +32,6 @@ from services.platform.tokens import main as token_main
 from shared.auth import LocalTokenVerifier, create_verifier
 from shared.service import ServiceDefinition
 from shared.settings import BelfrySettings
-from tests.platform_run.conftest import ROOT, platform_env
 from tests.support import free_port, wait_until
 
 ENDPOINTS = Endpoints(
@@ -193,25 +190,6 @@ def test_a_busy_port_names_the_setting_that_moves_it() -> None:
         port = taken.getsockname()[1]
         with pytest.raises(PortUnavailable, match="in use; choose another port with BELFRY_PORT"):
             bind_socket("127.0.0.1", port, "the gateway", "BELFRY_PORT")
-
-
-def test_the_platform_refuses_to_start_on_a_busy_port() -> None:
-    env = platform_env(None, "busy")
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        env["BELFRY_PLATFORM_LOCAL_CHIME_PORT"] = str(taken.getsockname()[1])
-        done = subprocess.run(
-            [sys.executable, "-m", "services.platform"],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-    assert done.returncode == 2, done.stderr[-2000:]
-    assert "BELFRY_PLATFORM_LOCAL_CHIME_PORT" in done.stderr, done.stderr[-2000:]
 
 
 def test_the_demo_fails_clearly_without_a_platform(capsys: pytest.CaptureFixture[str]) -> None:

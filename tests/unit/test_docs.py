@@ -65,3 +65,52 @@ def test_the_readme_links_to_files_that_exist() -> None:
     assert not missing, f"README.md links to missing files: {missing}"
     for command in ("make demo", "make token", "docs/configuration.md", "rabbitmq-server"):
         assert command in readme, command
+
+
+def _documents() -> list[Path]:
+    """What a reader of a clone has: the README and everything under docs/ and deploy/."""
+    return [
+        ROOT / "README.md",
+        *sorted((ROOT / "docs").rglob("*.md")),
+        *sorted((ROOT / "deploy").rglob("*.md")),
+    ]
+
+
+def test_the_docs_link_only_to_files_inside_the_repository() -> None:
+    wrong: list[str] = []
+    for doc in _documents():
+        for target in re.findall(r"\]\(([^)\s]+)\)", doc.read_text()):
+            if re.match(r"[a-z][a-z0-9+.-]*:", target) or target.startswith("#"):
+                continue  # a URL, or a heading of the same page
+            path = (doc.parent / target.split("#")[0]).resolve()
+            where = f"{doc.relative_to(ROOT)} -> {target}"
+            if not path.is_relative_to(ROOT):
+                wrong.append(f"{where} (outside the repository)")
+            elif not path.exists():
+                wrong.append(f"{where} (missing)")
+    assert not wrong, wrong
+
+
+def test_the_docs_need_nothing_beside_the_repository() -> None:
+    """The contract (events, queues, HTTP, errors, settings) is in the clone: no page
+    sends the reader to a design document or a folder the repository does not hold."""
+    outside = re.compile(r"\.\./(shared|reference|hooks)\b|\bDESIGN\b|DESIGN\.md|STYLE\.md")
+    found = [
+        f"{doc.relative_to(ROOT)}:{n}: {line.strip()}"
+        for doc in _documents()
+        for n, line in enumerate(doc.read_text().splitlines(), 1)
+        if outside.search(line)
+    ]
+    assert not found, found
+
+
+def test_the_events_page_lists_every_field_of_every_event() -> None:
+    from shared.events import REGISTRY
+
+    page = (ROOT / "docs" / "events.md").read_text()
+    section = page.split("\n## Payloads\n", 1)[-1].split("\n## ", 1)[0]
+    rows = {m.group(1): m.group(2) for m in re.finditer(r"^\| (\w+) \| (`.*) \|$", section, re.M)}
+    for spec in REGISTRY.values():
+        assert spec.type_name in rows, f"docs/events.md, Payloads: no row for {spec.type_name}"
+        named = re.findall(r"`(\w+)`", rows[spec.type_name])
+        assert named == list(spec.model.model_fields), spec.type_name
