@@ -4,6 +4,7 @@ headers, and what a dead letter says when it is read back."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
@@ -17,6 +18,7 @@ ATTEMPT = "x-belfry-attempt"
 REASON = "x-belfry-dead-letter-reason"
 ERROR = "x-belfry-error"
 SOURCE_QUEUE = "x-belfry-queue"
+REPLAY = "x-belfry-replay"  # the replay run that moved a letter back (replay_dead_letters)
 
 
 def attempt_of(headers: Mapping[str, Any]) -> int:
@@ -102,16 +104,24 @@ async def replay_dead_letters(
     publish: Callable[[aio_pika.Message], Awaitable[None]],
 ) -> int:
     """Move letters of `<queue>.dlq` back to `<queue>` as first attempts; only
-    what is there now, so a letter that fails again does not loop."""
+    what is there now, so a letter that fails again does not loop: each copy
+    carries this run's id, and the run stops at a letter that has it. (The
+    queue's declared message count is no bound: a quorum queue reports it late,
+    e.g. 0 just after letters were requeued by a peek.)"""
     dlq = await channel.declare_queue(f"{queue}.dlq", passive=True)
-    present = dlq.declaration_result.message_count or 0
+    run = uuid.uuid4().hex
     replayed = 0
-    while replayed < min(limit, present):
+    while replayed < limit:
         message = await dlq.get(no_ack=False, fail=False, timeout=5)
         if message is None:
             break
+        if _text(message.headers.get(REPLAY, "")) == run:
+            await message.nack(requeue=True)
+            break
         await publish(
-            copy_message(message, {ATTEMPT: 1}, drop=(REASON, ERROR, SOURCE_QUEUE, "x-death"))
+            copy_message(
+                message, {ATTEMPT: 1, REPLAY: run}, drop=(REASON, ERROR, SOURCE_QUEUE, "x-death")
+            )
         )
         await message.ack()
         replayed += 1

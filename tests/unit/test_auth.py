@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -138,53 +138,55 @@ def _alg_none_token() -> str:
 
 
 @pytest.mark.parametrize(
-    ("token", "message", "code"),
+    ("make_token", "message", "code"),
     [
         pytest.param(
-            hs256(access_claims(exp=int(time.time()) - 3600)),
+            lambda: hs256(access_claims(exp=int(time.time()) - 3600)),
             "expired",
             "token_expired",
             id="expired",
         ),
         pytest.param(
-            hs256(access_claims(), secret="another-secret-of-at-least-thirty-two-bytes"),
+            lambda: hs256(access_claims(), secret="another-secret-of-at-least-thirty-two-bytes"),
             "signature",
             "invalid_token",
             id="forged",
         ),
-        pytest.param(hs256(access_claims(iss="evil")), "issuer", "invalid_token", id="wrong-iss"),
         pytest.param(
-            hs256(access_claims(token_use="id", aud=CLIENT)),
+            lambda: hs256(access_claims(iss="evil")), "issuer", "invalid_token", id="wrong-iss"
+        ),
+        pytest.param(
+            lambda: hs256(access_claims(token_use="id", aud=CLIENT)),
             "not an access token",
             "invalid_token",
             id="id-token",
         ),
         pytest.param(
-            hs256(access_claims(client_id="other-client")),
+            lambda: hs256(access_claims(client_id="other-client")),
             "another client",
             "invalid_token",
             id="wrong-client",
         ),
-        pytest.param(_alg_none_token(), "algorithm", "invalid_token", id="alg-none"),
+        pytest.param(_alg_none_token, "algorithm", "invalid_token", id="alg-none"),
         pytest.param(
-            jwt.encode(access_claims(), SECRET, algorithm="HS512"),
+            lambda: jwt.encode(access_claims(), SECRET, algorithm="HS512"),
             "algorithm",
             "invalid_token",
             id="other-alg",
         ),
-        pytest.param("not-a-jwt", "malformed", "invalid_token", id="garbage"),
-        pytest.param("a.b.c", "malformed", "invalid_token", id="three-garbage-segments"),
-        pytest.param("", "malformed", "invalid_token", id="empty"),
-        pytest.param(hs256(access_claims(sub=None)), "'sub'", "invalid_token", id="no-sub"),
-        pytest.param(hs256(access_claims(exp=None)), "'exp'", "invalid_token", id="no-exp"),
+        pytest.param(lambda: "not-a-jwt", "malformed", "invalid_token", id="garbage"),
+        pytest.param(lambda: "a.b.c", "malformed", "invalid_token", id="three-garbage-segments"),
+        pytest.param(lambda: "", "malformed", "invalid_token", id="empty"),
+        pytest.param(lambda: hs256(access_claims(sub=None)), "'sub'", "invalid_token", id="no-sub"),
+        pytest.param(lambda: hs256(access_claims(exp=None)), "'exp'", "invalid_token", id="no-exp"),
         pytest.param(
-            hs256(access_claims(iat=int(time.time()) + 3600)),
+            lambda: hs256(access_claims(iat=int(time.time()) + 3600)),
             "not yet valid",
             "invalid_token",
             id="issued-in-future",
         ),
         pytest.param(
-            hs256(access_claims(**{"cognito:groups": "admin"})),
+            lambda: hs256(access_claims(**{"cognito:groups": "admin"})),
             "groups",
             "invalid_token",
             id="groups-not-a-list",
@@ -192,10 +194,12 @@ def _alg_none_token() -> str:
     ],
 )
 async def test_local_verifier_rejects(
-    verifier: LocalTokenVerifier, token: str, message: str, code: str
+    verifier: LocalTokenVerifier, make_token: Callable[[], str], message: str, code: str
 ) -> None:
+    # Made when the test runs, not when it is collected: a token of the suite's start
+    # would have expired by the time a long run gets here.
     with pytest.raises(Unauthorized, match=message) as caught:
-        await verifier.verify(token)
+        await verifier.verify(make_token())
     assert caught.value.error_code == code
     challenge = caught.value.headers["WWW-Authenticate"]
     assert challenge == f'Bearer error="invalid_token", error_description="{caught.value.message}"'
