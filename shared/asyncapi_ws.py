@@ -16,12 +16,16 @@ import copy
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from shared import asyncapi_typing as typing_frames
 from shared.auth.dependencies import WEBSOCKET_AUTH_TIMEOUT_SECONDS
 from shared.events import (
     ChannelJoined,
     ChannelLeft,
+    ChannelRead,
     EventData,
+    MessageDeleted,
     MessagePosted,
+    MessageUpdated,
     RoomUpdated,
     UserMentioned,
 )
@@ -35,14 +39,18 @@ WS_PATH = "/notifications/ws"
 WS_BINDING_VERSION = "0.1.0"
 WS_MESSAGE_PREFIX = "ws."  # components.messages `ws.<frame type>`
 AUTH_FRAME = "auth"
+TYPING_FRAME, TYPING_REQUEST = typing_frames.TYPING_FRAME, typing_frames.TYPING_REQUEST
 CURSOR_SCHEMA = "Cursor"
 
 # The feed frames: `data` is the event's data, as the notifier writes it to the feed.
 FEED_FRAMES: Mapping[str, type[EventData]] = {
     "message.posted": MessagePosted,
+    "message.updated": MessageUpdated,
+    "message.deleted": MessageDeleted,
     "user.mentioned": UserMentioned,
     "channel.joined": ChannelJoined,
     "channel.left": ChannelLeft,
+    "channel.read": ChannelRead,
 }
 
 
@@ -111,6 +119,7 @@ FRAMES: Mapping[str, tuple[bool, str, str, dict[str, Any]]] = {
         "per room (at most one frame per BELFRY_NOTIFIER_ROOM_FRAME_INTERVAL_SECONDS).",
         _room_view(),
     ),
+    TYPING_FRAME: typing_frames.SERVER_FRAME,
 }
 
 # code -> (reasons, when, what the client should do)
@@ -186,6 +195,9 @@ def schemas() -> dict[str, dict[str, Any]]:
             },
             "required": ["type", "token"],
         },
+        _frame_schema_name(TYPING_REQUEST): typing_frames.request_schema(
+            _frame_schema_name(TYPING_REQUEST)
+        ),
     }
     for frame_type, (cursor, _, _, data) in FRAMES.items():
         properties: dict[str, Any] = {
@@ -219,7 +231,13 @@ def messages() -> dict[str, dict[str, Any]]:
             "contentType": CONTENT_TYPE,
             "payload": {"$ref": SCHEMAS + _frame_schema_name(AUTH_FRAME)},
             "tags": [{"name": WS_SERVER}],
-        }
+        },
+        WS_MESSAGE_PREFIX + TYPING_REQUEST: {
+            **typing_frames.REQUEST_MESSAGE,
+            "contentType": CONTENT_TYPE,
+            "payload": {"$ref": SCHEMAS + _frame_schema_name(TYPING_REQUEST)},
+            "tags": [{"name": WS_SERVER}],
+        },
     }
     for frame_type, (cursor, summary, description, _) in FRAMES.items():
         messages[WS_MESSAGE_PREFIX + frame_type] = {
@@ -308,6 +326,16 @@ def operations() -> Iterator[tuple[str, dict[str, Any]]]:
             "messages": [_ref("channels", WS_CHANNEL, "messages", AUTH_FRAME)],
             "title": "notifier receives auth frames",
             "summary": "The client authenticates, and later renews its session.",
+            "tags": [{"name": WS_SERVER}],
+            "x-belfry-websocket": WS_PATH,
+        },
+    )
+    yield (
+        f"receive.{WS_SERVER}.ws.{TYPING_REQUEST}",
+        {
+            **typing_frames.REQUEST_OPERATION,
+            "channel": _ref("channels", WS_CHANNEL),
+            "messages": [_ref("channels", WS_CHANNEL, "messages", TYPING_REQUEST)],
             "tags": [{"name": WS_SERVER}],
             "x-belfry-websocket": WS_PATH,
         },

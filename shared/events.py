@@ -7,89 +7,28 @@ may be newer) and rejects unknown major versions and unknown types with an
 `UndecodableEvent` carrying a short machine-readable reason, so the consumer
 edge can dead-letter it at once.
 """
+# ruff: noqa: PLC0414
 
 from __future__ import annotations
 
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar
+from datetime import datetime
+from typing import Any, Literal, Self
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    PlainSerializer,
-    SerializeAsAny,
-    ValidationError,
-)
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError
 
-from shared.clock import utc_iso
+# re-exported: the base of every event model lives in shared.event_model
+from shared.event_model import REGISTRY as REGISTRY
+from shared.event_model import EpochSeconds as EpochSeconds
+from shared.event_model import EventData as EventData
+from shared.event_model import EventSpec as EventSpec
+from shared.event_model import UtcDatetime as UtcDatetime
+from shared.event_model import event as event
+from shared.event_model import spec_for_routing_key as spec_for_routing_key
+from shared.event_model import utcnow as utcnow
 from shared.logging import current_correlation_id
-
-
-def _as_utc(value: datetime) -> datetime:
-    if value.tzinfo is None:
-        raise ValueError("a time without a zone is ambiguous; give it in UTC")
-    return value.astimezone(UTC)
-
-
-UtcDatetime = Annotated[
-    datetime,
-    AfterValidator(_as_utc),
-    PlainSerializer(utc_iso, return_type=str),
-]
-EpochSeconds = Annotated[int, Field(ge=0, description="Seconds since the Unix epoch, UTC.")]
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-class EventData(BaseModel):
-    """Base of every event's `data`. Unknown fields are kept, never an error."""
-
-    model_config = ConfigDict(extra="allow", frozen=True)
-
-    TYPE: ClassVar[str]
-    ROUTING_KEY: ClassVar[str]
-    VERSION: ClassVar[int] = 1
-
-
-@dataclass(frozen=True)
-class EventSpec:
-    type_name: str
-    routing_key: str
-    model: type[EventData]
-    version: int
-
-
-REGISTRY: dict[str, EventSpec] = {}
-_BY_ROUTING_KEY: dict[str, EventSpec] = {}
-
-E = TypeVar("E", bound=type[EventData])
-
-
-def event(type_name: str, routing_key: str, version: int = 1) -> Any:
-    """Class decorator: register an event model under its type and routing key."""
-
-    def register(cls: E) -> E:
-        if type_name in REGISTRY or routing_key in _BY_ROUTING_KEY:
-            raise ValueError(f"event {type_name} / {routing_key} registered twice")
-        cls.TYPE, cls.ROUTING_KEY, cls.VERSION = type_name, routing_key, version
-        spec = EventSpec(type_name, routing_key, cls, version)
-        REGISTRY[type_name] = spec
-        _BY_ROUTING_KEY[routing_key] = spec
-        return cls
-
-    return register
-
-
-def spec_for_routing_key(routing_key: str) -> EventSpec:
-    return _BY_ROUTING_KEY[routing_key]
-
 
 # --- scheduler ---------------------------------------------------------------
 
@@ -238,6 +177,37 @@ class UserMentioned(EventData):
     customer_id: str | None = None
 
 
+@event("MessageUpdated", "chat.message_updated")
+class MessageUpdated(EventData):
+    """The sender edited a message: its new content and mentions, in full."""
+
+    message_id: str
+    channel_id: str
+    channel_arn: str
+    sender_id: str
+    content: str
+    mentions: list[str] = Field(default_factory=list)
+    attachments: list[AttachmentRef] = Field(default_factory=list)
+    posted_at: UtcDatetime
+    edited_at: UtcDatetime
+    channel_kind: ChannelKind | None = None
+    customer_id: str | None = None
+
+
+@event("MessageDeleted", "chat.message_deleted")
+class MessageDeleted(EventData):
+    """The sender, or a manager (moderation), deleted a message."""
+
+    message_id: str
+    channel_id: str
+    channel_arn: str
+    sender_id: str
+    deleted_at: UtcDatetime
+    deleted_by: str
+    channel_kind: ChannelKind | None = None
+    customer_id: str | None = None
+
+
 @event("ChannelJoined", "chat.channel_joined")
 class ChannelJoined(EventData):
     channel_id: str
@@ -258,6 +228,36 @@ class ChannelLeft(EventData):
     channel_arn: str
     user_id: str
     reason: Literal["reassignment", "manual", "role_lost"]
+    channel_kind: ChannelKind | None = None
+    customer_id: str | None = None
+
+
+@event("ChannelRead", "chat.channel_read")
+class ChannelRead(EventData):
+    """A person marked a channel read up to a message (monotonic: chat emits it
+    only when the mark moved forward)."""
+
+    channel_id: str
+    user_id: str
+    up_to: str
+    read_at: str
+    unread_count: int = 0
+    channel_kind: ChannelKind | None = None
+    customer_id: str | None = None
+
+
+@event("UserTyping", "notifier.user_typing")
+class UserTyping(EventData):
+    """Ephemeral, notifier to notifier: someone is typing in a channel. Published
+    non-persistent (no outbox, no retry) to every replica's fan-out queue, which
+    sends `typing` frames to the named recipients' sessions; never stored."""
+
+    channel_id: str
+    user_id: str
+    recipients: list[str] = Field(
+        default_factory=list,
+        description="The channel's other members, as the sender's replica knows them.",
+    )
     channel_kind: ChannelKind | None = None
     customer_id: str | None = None
 

@@ -29,17 +29,21 @@ from shared.events import (
     AttendeePresenceChanged,
     ChannelJoined,
     ChannelLeft,
+    ChannelRead,
     Envelope,
     EventData,
     MeetingEnded,
     MeetingStarted,
+    MessageDeleted,
     MessagePosted,
+    MessageUpdated,
     RoomActivated,
     RoomCancelled,
     RoomEnded,
     RoomScheduled,
     RoomUpdated,
     UserMentioned,
+    UserTyping,
 )
 
 
@@ -91,14 +95,33 @@ _QUEUES = (
     ),
     Queue(
         "notifier.feed",
-        (MessagePosted, UserMentioned, ChannelJoined, ChannelLeft),
+        (
+            MessagePosted,
+            MessageUpdated,
+            MessageDeleted,
+            UserMentioned,
+            ChannelJoined,
+            ChannelLeft,
+            ChannelRead,
+        ),
         "The notifier's per-user feed, which WebSocket clients resume from.",
     ),
     Queue(
         "notifier.fanout",
-        (MessagePosted, UserMentioned, ChannelJoined, ChannelLeft, RoomUpdated),
+        (
+            MessagePosted,
+            MessageUpdated,
+            MessageDeleted,
+            UserMentioned,
+            ChannelJoined,
+            ChannelLeft,
+            ChannelRead,
+            RoomUpdated,
+            UserTyping,
+        ),
         "Per notifier replica: wakes the WebSocket sessions of that replica once the "
-        "feed has the event, and sends every signed-in session `room.updated`.",
+        "feed has the event, sends every signed-in session `room.updated`, and relays "
+        "`typing` (UserTyping, ephemeral) to the sessions of the channel's members.",
         fanout=True,
     ),
 )
@@ -118,8 +141,12 @@ PUBLISHERS: dict[type[EventData], tuple[str, ...]] = {
     RoomUpdated: ("rooms",),
     MessagePosted: ("chat",),
     UserMentioned: ("chat",),
+    MessageUpdated: ("chat",),
+    MessageDeleted: ("chat",),
     ChannelJoined: ("chat", "notifier"),
     ChannelLeft: ("chat",),
+    ChannelRead: ("chat",),
+    UserTyping: ("notifier",),
 }
 
 

@@ -34,6 +34,7 @@ class Membership:
     created: float
     updated: float
     seq: int
+    read_marker: float | None = None  # UpdateChannelReadMarker's time, if ever set
 
 
 @dataclass
@@ -116,6 +117,7 @@ class Messaging:
             "UpdateChannelMessage": self.update_channel_message,
             "DeleteChannelMessage": self.delete_channel_message,
             "RedactChannelMessage": self.redact_channel_message,
+            "UpdateChannelReadMarker": self.update_channel_read_marker,
             "GetMessagingSessionEndpoint": self.get_messaging_session_endpoint,
         }
 
@@ -419,7 +421,12 @@ class Messaging:
         rows = [
             {
                 "ChannelSummary": self._channel_output(c, full=False),
-                "AppInstanceUserMembershipSummary": {"Type": c.memberships[user_arn].type},
+                "AppInstanceUserMembershipSummary": _without_none(
+                    {
+                        "Type": c.memberships[user_arn].type,
+                        "ReadMarkerTimestamp": c.memberships[user_arn].read_marker,
+                    }
+                ),
             }
             for c in page
         ]
@@ -623,6 +630,13 @@ class Messaging:
         return {"ChannelArn": channel.arn, "MessageId": message.message_id}
 
     # The messaging session.
+
+    def update_channel_read_marker(self, call: Call) -> Output:
+        """The bearer's read marker on the channel: now (members only; no event,
+        as in Chime the marker is visible in the membership-for-user APIs)."""
+        channel, bearer = self._enter(call)
+        channel.memberships[bearer.arn].read_marker = call.now
+        return {"ChannelArn": channel.arn}
 
     def get_messaging_session_endpoint(self, call: Call) -> Output:
         # Real Chime answers a bare host name and clients open wss://<Url>/connect;

@@ -16,12 +16,14 @@ from shared.errors import BadRequest, PayloadTooLarge, Unprocessable
 from shared.openapi import errors
 from shared.service import provided
 
+from . import leave
 from .assignments import Assignments
 from .attachments import Attachments
 from .channels import Channels
 from .domain import Caller, UnsupportedMediaType, normalise_content_type, role_of
 from .messages import Messages
 from .people import People
+from .roles import RoleChanges
 
 router = APIRouter(prefix="/chat", tags=["chat"])
 
@@ -35,6 +37,7 @@ ChannelsDep = Annotated[Channels, Depends(provided(Channels))]
 AssignmentsDep = Annotated[Assignments, Depends(provided(Assignments))]
 MessagesDep = Annotated[Messages, Depends(provided(Messages))]
 AttachmentsDep = Annotated[Attachments, Depends(provided(Attachments))]
+RolesDep = Annotated[RoleChanges, Depends(provided(RoleChanges))]
 
 
 async def _caller(people: PeopleDep, user: CurrentUser) -> Caller:
@@ -81,11 +84,6 @@ class PeopleOut(BaseModel):
     people: list[PersonOut]
 
 
-class ChannelPage(BaseModel):
-    channels: list[ChannelOut]
-    next_cursor: str | None = None
-
-
 class AttachmentOut(BaseModel):
     attachment_id: str
     key: str
@@ -127,10 +125,14 @@ class MessageOut(BaseModel):
     channel_id: str
     chime_message_id: str | None = None
     sender_id: str
-    content: str
+    content: str | None = Field(description="None once deleted")
     mentions: list[str]
     attachments: list[AttachmentOut]
     posted_at: str
+    edited_at: str | None = None
+    deleted: bool = False
+    deleted_at: str | None = None
+    deleted_by: str | None = None
 
 
 class MessagePage(BaseModel):
@@ -189,16 +191,6 @@ async def list_people(people: PeopleDep, me: Me) -> dict[str, Any]:
     }
 
 
-@router.get(
-    "/channels",
-    response_model=ChannelPage,
-    summary="Channels the caller may see",
-    responses=errors({400: ["invalid_cursor"], 403: [NO_ROLE]}),
-)
-async def list_channels(channels: ChannelsDep, me: Me, cursor: Cursor = None) -> dict[str, Any]:
-    return await channels.list(me, cursor)
-
-
 @router.post(
     "/channels/{channel_id}/join",
     status_code=204,
@@ -208,6 +200,29 @@ async def list_channels(channels: ChannelsDep, me: Me, cursor: Cursor = None) ->
 )
 async def join_channel(channel_id: PathId, channels: ChannelsDep, me: Me) -> Response:
     await channels.join(me, channel_id)
+    return Response(status_code=204)
+
+
+@router.post(
+    "/channels/{channel_id}/leave",
+    status_code=204,
+    response_class=Response,
+    summary="Leave a channel (managers; idempotent)",
+    responses=errors(
+        {
+            403: ["forbidden", NO_ROLE],
+            404: ["channel_not_found"],
+            409: ["assigned_manager"],
+            503: CHIME_DOWN,
+        }
+    ),
+)
+async def leave_channel(
+    channel_id: PathId, channels: ChannelsDep, roles: RolesDep, me: Me
+) -> Response:
+    """End the caller's membership (Chime, then the row and `ChannelLeft`
+    `manual`); 204 also when they were not a member."""
+    await leave.leave_channel(channels, roles, me, channel_id)
     return Response(status_code=204)
 
 

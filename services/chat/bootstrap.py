@@ -27,15 +27,20 @@ from shared.topology import wire
 from .adapters.chime import ChimeChat
 from .adapters.cognito import CognitoDirectory
 from .adapters.dynamo import CHANNELS, TABLES, DynamoChat
+from .adapters.reading import READ_TABLES
 from .adapters.s3 import AttachmentBucket
 from .api import router
+from .api_edits import router as edits_router
+from .api_reading import router as reading_router
 from .assignments import Assignments
 from .attachments import Attachments
 from .channels import Channels
+from .edits import Edits
 from .handlers import HANDLERS
 from .messages import Messages
 from .people import People
-from .ports import AttachmentStore, ChatChime, ChatStore, Directory
+from .ports import AttachmentStore, ChatChime, ChatStore, Directory, ReadStore
+from .reading import Reading
 from .roles import RecordedRoles, RoleChanges
 from .settings import ChatSettings
 
@@ -56,6 +61,8 @@ class UseCases:
     messages: Messages
     attachments: Attachments
     roles: RoleChanges
+    edits: Edits
+    reading: Reading | None = None  # with the read-state tables (adapters/reading.py)
 
 
 def use_cases(
@@ -66,6 +73,7 @@ def use_cases(
     *,
     directory: Directory | None = None,
     clock: Clock = time.time,
+    reads: ReadStore | None = None,
 ) -> UseCases:
     """The use cases over their ports (no I/O: unit tests call this with fakes).
     Without a `directory` (no user pool), roles are the ones chat recorded from
@@ -88,9 +96,24 @@ def use_cases(
         attachments=attachments,
         settings=settings,
         clock=clock,
+        reads=reads,
     )
     assignments = Assignments(store, chime, people, roles, clock=clock)
-    return UseCases(people, channels, assignments, messages, attachments, roles)
+    edits = Edits(
+        store,
+        chime,
+        people=people,
+        channels=channels,
+        attachments=attachments,
+        settings=settings,
+        clock=clock,
+    )
+    reading = (
+        Reading(store, reads, chime, channels, page_size=settings.chat_page_size, clock=clock)
+        if reads is not None
+        else None
+    )
+    return UseCases(people, channels, assignments, messages, attachments, roles, edits, reading)
 
 
 async def open_directory(settings: ChatSettings, stack: AsyncExitStack) -> Directory | None:
@@ -149,7 +172,7 @@ async def build(
     settings: ChatSettings, aws: AwsClients, bus: EventBus, *, clock: Clock = time.time
 ) -> Component:
     names = await ensure_tables(
-        aws.dynamodb, settings.table_prefix, NAME, [*TABLES, *SHARED_TABLES]
+        aws.dynamodb, settings.table_prefix, NAME, [*TABLES, *READ_TABLES, *SHARED_TABLES]
     )
     outbox = Outbox(aws.dynamodb, names[OUTBOX_TABLE.suffix], bus)
     inbox = Inbox(aws.dynamodb, names[INBOX_TABLE.suffix])
@@ -175,7 +198,9 @@ async def build(
         await stack.aclose()
         raise
     directory = await open_directory(settings, stack)
-    cases = use_cases(store, chime, bucket, settings, directory=directory, clock=clock)
+    cases = use_cases(
+        store, chime, bucket, settings, directory=directory, clock=clock, reads=store.reads
+    )
     chat = Chat(cases, chime, inbox)
     loops = [outbox.run_relay, cases.attachments.run_sweeper]
     if directory is not None:  # without a pool there is nothing to re-check against
@@ -183,7 +208,7 @@ async def build(
     return Component(
         name=NAME,
         bus=bus,
-        provides=(chat, *vars(cases).values()),
+        provides=(chat, *(case for case in vars(cases).values() if case is not None)),
         subscriptions=wire(HANDLERS, channels=cases.channels, roles=cases.roles),
         loops=loops,
         checks={"dynamodb": dynamodb_check(aws.dynamodb, names[CHANNELS.suffix])},
@@ -196,7 +221,7 @@ definition = ServiceDefinition(
     title="Belfry chat",
     description="Customer/manager chat on Chime SDK messaging: channels, messages, "
     "mentions and attachments.",
-    routers=[router],
+    routers=[router, edits_router, reading_router],
     settings_type=ChatSettings,
     build=build,
     aws_services=("dynamodb", "s3", "chime-sdk-identity", "chime-sdk-messaging"),

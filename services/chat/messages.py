@@ -17,7 +17,7 @@ from typing import Any
 
 from shared.clock import Clock, utc_iso
 from shared.errors import BelfryError, Conflict
-from shared.events import AttachmentRef, MessagePosted, UserMentioned
+from shared.events import MessagePosted
 from shared.logging import get_logger
 from shared.store import Stale
 
@@ -37,12 +37,12 @@ from .domain import (
     check_counts,
     check_mentions,
     ensure_may_post,
-    excerpt,
     request_token,
 )
+from .mentioning import mention_events, message_fields
 from .metrics import MENTIONS, MESSAGES_POSTED, MESSAGES_WITHDRAWN, POSTS_REFUSED
 from .people import People
-from .ports import ChatChime, ChatStore
+from .ports import ChatChime, ChatStore, ReadStore
 from .settings import ChatSettings
 
 log = get_logger("belfry.chat")
@@ -59,9 +59,11 @@ class Messages:
         attachments: Attachments,
         settings: ChatSettings,
         clock: Clock = time.time,
+        reads: ReadStore | None = None,
     ) -> None:
         self.store = store
         self.chime = chime
+        self.reads = reads  # the channel summaries and read marks (unread counts)
         self.people = people
         self.channels = channels
         self.attachments = attachments
@@ -118,6 +120,8 @@ class Messages:
                 metadata_compact='"ref"' in metadata,
             )
             work.save_message(message)
+            if self.reads is not None:  # numbered after Chime took it: few gaps
+                work.touch_channel(message, await self.reads.next_seq(channel_id))
             for attachment in attachments:
                 work.attach(attachment, channel_id, message_id)
             work.emit(*self._events(channel, message))
@@ -140,35 +144,8 @@ class Messages:
         return message.view()
 
     def _events(self, channel: Channel, message: Message) -> list[Any]:
-        posted = MessagePosted(
-            message_id=message.message_id,
-            channel_id=channel.channel_id,
-            channel_arn=channel.channel_arn,
-            sender_id=message.sender_id,
-            content=message.content,
-            mentions=list(message.mentions),
-            attachments=[AttachmentRef.model_validate(r) for r in message.attachments],
-            posted_at=message.posted_at,
-            channel_kind=channel.kind,
-            customer_id=channel.customer_id,
-            chime_message_id=message.chime_message_id,
-        )
-        events = [announce(posted)]
-        for user_id in message.mentions:
-            mention = UserMentioned(
-                mention_id=f"{message.message_id}-{request_token('m', user_id)[2:18]}",
-                message_id=message.message_id,
-                channel_id=channel.channel_id,
-                channel_arn=channel.channel_arn,
-                mentioned_user_id=user_id,
-                mentioned_by=message.sender_id,
-                excerpt=excerpt(message.content),
-                channel_kind=channel.kind,
-                customer_id=channel.customer_id,
-                mentioned_user_arn=self.chime.user_arn(user_id),
-            )
-            events.append(announce(mention))
-        return events
+        posted = MessagePosted(**message_fields(channel, message))
+        return [announce(posted), *mention_events(self.chime, channel, message, message.mentions)]
 
     async def _check(
         self,

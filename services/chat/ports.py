@@ -10,6 +10,7 @@ from typing import Any, Protocol, Self
 from shared.events import Envelope
 
 from .domain import Attachment, Channel, DirectoryEntry, Message, Person, Role
+from .unread import ReadState, Summary
 
 
 class ChatChime(Protocol):
@@ -35,6 +36,20 @@ class ChatChime(Protocol):
     ) -> str: ...
 
     async def delete_message(self, channel_arn: str, message_id: str) -> None: ...
+
+    async def update_message(
+        self, channel_arn: str, sender_arn: str, message_id: str, content: str, metadata: str
+    ) -> None:
+        """As the sender; `message_view.MessageRefused` when Chime will not."""
+        ...
+
+    async def redact_message(self, channel_arn: str, message_id: str) -> None:
+        """As chat's service user; a message Chime no longer has is no error."""
+        ...
+
+    async def mark_read(self, channel_arn: str, reader_arn: str) -> None:
+        """UpdateChannelReadMarker as the reader (a member of the channel)."""
+        ...
 
 
 class Directory(Protocol):
@@ -92,8 +107,28 @@ class ChatWork(Protocol):
         """The message's index row (fails if the message id exists)."""
         ...
 
+    def touch_channel(self, message: Message, seq: int) -> None:
+        """After `save_message`: number the message `seq`, make it the channel's
+        last message and activity, mark it read for its sender and count it as
+        a mention for the people it mentions (docs/chat.md, "Unread counts")."""
+        ...
+
     def attach(self, attachment: Attachment, channel_id: str, message_id: str) -> None:
         """Tie an upload to its message, once, and only its owner's."""
+        ...
+
+    def edit_message(self, message: Message) -> None:
+        """The row's content, mentions and `edited_at`; fails ("message") if it
+        is gone or deleted."""
+        ...
+
+    def delete_message(self, message: Message) -> None:
+        """Mark the row deleted (`deleted_at`, `deleted_by`; content and lists
+        removed); fails ("message") if it already is."""
+        ...
+
+    def retire_attachment(self, attachment_id: str, message_id: str, at: int) -> None:
+        """A deleted message's attachment: unreadable now, queued for the sweep."""
         ...
 
     def emit(self, *events: Envelope) -> None: ...
@@ -163,6 +198,21 @@ class ChatStore(Protocol):
         """A channel's messages, newest first."""
         ...
 
+    async def message(self, channel_id: str, message_id: str) -> Message | None: ...
+
+    async def refresh_last_message(self, message: Message) -> bool:
+        """An edited or deleted message that is its channel's last one: the
+        listing's `last_message` shows the new excerpt, or none (`deleted`)."""
+        ...
+
+    async def deleted_attachments(self) -> list[Attachment]:
+        """Attachments of deleted messages not yet swept (keyed queries)."""
+        ...
+
+    async def forget_deleted(self, attachment_id: str) -> bool:
+        """Delete such an attachment's row (after its object)."""
+        ...
+
     # attachments
     async def attachments(self, attachment_ids: Sequence[str]) -> dict[str, Attachment]: ...
 
@@ -174,4 +224,54 @@ class ChatStore(Protocol):
 
     async def forget_unattached(self, attachment_id: str) -> bool:
         """Delete the upload's row unless a message took it meanwhile."""
+        ...
+
+
+class ReadStore(Protocol):
+    """Channel summaries and read marks (docs/chat.md, "Unread counts")."""
+
+    async def next_seq(self, channel_id: str) -> int:
+        """The next number of a message of the channel (atomic)."""
+        ...
+
+    async def message_seq(self, channel_id: str, message_id: str) -> int | None:
+        """The message's number; None: not a message of this channel."""
+        ...
+
+    async def state_and_summary(
+        self, user_id: str, channel_id: str
+    ) -> tuple[ReadState | None, Summary | None]: ...
+
+    async def save_read(
+        self,
+        user_id: str,
+        channel_id: str,
+        state: ReadState,
+        read_at: str,
+        *,
+        expected: ReadState | None,
+        event: Envelope,
+    ) -> bool:
+        """The mark and its event in one transaction, if the row is still
+        `expected`; False: it changed meanwhile."""
+        ...
+
+    async def activity_page(
+        self, cursor: str | None, limit: int
+    ) -> tuple[list[Summary], str | None]:
+        """Channel summaries (with the channel, when the summary has a copy),
+        newest activity first, a page at a time."""
+        ...
+
+    async def rows(
+        self,
+        user_id: str,
+        channel_ids: Sequence[str],
+        *,
+        channels: bool = True,
+        summaries: bool = True,
+        memberships: bool = True,
+    ) -> tuple[dict[str, Channel], dict[str, Summary], dict[str, ReadState], set[str]]:
+        """Channels, summaries, the caller's read states of these ids, and the
+        ids of those the caller is a member of (one batch)."""
         ...

@@ -9,13 +9,25 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.auth import ADMIN, CUSTOMER, MANAGER, Principal
-from shared.events import ChannelJoined, ChannelLeft, EventData, MessagePosted, UserMentioned
+from shared.events import (
+    ChannelJoined,
+    ChannelLeft,
+    ChannelRead,
+    EventData,
+    MessageDeleted,
+    MessagePosted,
+    MessageUpdated,
+    UserMentioned,
+)
 
 FRAME_TYPES = {
     MessagePosted.TYPE: "message.posted",
+    MessageUpdated.TYPE: "message.updated",
+    MessageDeleted.TYPE: "message.deleted",
     UserMentioned.TYPE: "user.mentioned",
     ChannelJoined.TYPE: "channel.joined",
     ChannelLeft.TYPE: "channel.left",
+    ChannelRead.TYPE: "channel.read",
 }
 READY_FRAME = "session.ready"
 # A feed append is one DynamoDB transaction: rows + one head per user + a receipt
@@ -65,7 +77,7 @@ def _extra(data: EventData, name: str) -> str | None:
 
 
 def audience_of(data: EventData) -> Audience:
-    subject = data.user_id if isinstance(data, ChannelJoined | ChannelLeft) else None
+    subject = data.user_id if isinstance(data, ChannelJoined | ChannelLeft | ChannelRead) else None
     return Audience(_extra(data, "channel_kind"), _extra(data, "customer_id"), subject)
 
 
@@ -76,14 +88,17 @@ def recipients(data: EventData, members: Iterable[str]) -> list[str]:
     mentioned): "members + mentions", as Chime itself delivers."""
     who = set(members)
     audience = audience_of(data)
-    if isinstance(data, MessagePosted):
-        who |= {data.sender_id, *data.mentions}
+    if isinstance(data, MessagePosted | MessageUpdated | MessageDeleted):
+        # an edit or a deletion reaches whoever its message reached
+        who |= {data.sender_id, *getattr(data, "mentions", ())}
         if audience.channel_kind == "customer" and audience.customer_id:
             who.add(audience.customer_id)
     elif isinstance(data, UserMentioned):
         who = {data.mentioned_user_id}
     elif isinstance(data, ChannelJoined | ChannelLeft):
         who.add(data.user_id)  # who left hears it too (if their token may see it)
+    elif isinstance(data, ChannelRead):
+        who = {data.user_id}  # the reader's own sessions (all of them: idempotent)
     if audience.channel_kind == "managers" and audience.customer_id:
         who.discard(audience.customer_id)  # never a customer into the managers' channel
     return sorted(who)

@@ -8,7 +8,9 @@ notifier.feed      MessagePosted, UserMentioned, ChannelJoined, ChannelLeft -> f
 notifier.fanout    the same events, to every replica -> wake the sessions
                    whose feeds the durable consumer wrote; RoomUpdated -> this
                    replica's room board -> `room.updated` to every session
-                   (ephemeral: no feed, no cursor, never replayed)
+                   (ephemeral: no feed, no cursor, never replayed);
+                   ChannelLeft also drops who left from this replica's view;
+                   UserTyping -> `typing` frames (typing_relay.py, ephemeral)
 """
 
 from __future__ import annotations
@@ -21,12 +23,16 @@ from shared.clock import utc_iso
 from shared.events import (
     ChannelJoined,
     ChannelLeft,
+    ChannelRead,
     Envelope,
     EventData,
+    MessageDeleted,
     MessagePosted,
+    MessageUpdated,
     Producer,
     RoomUpdated,
     UserMentioned,
+    UserTyping,
 )
 from shared.logging import get_logger
 from shared.metrics import Counter
@@ -45,6 +51,7 @@ from .ports import (
     RoomUpdates,
     Wakeable,
 )
+from .typing_relay import on_user_typing
 
 log = get_logger("belfry.notifier")
 
@@ -177,6 +184,22 @@ async def _append(feed: Feed, envelope: Envelope, data: EventData, members: set[
         await feed.append(once_key(envelope.event_id, index), parts[index], notify)
 
 
+async def on_channel_read(
+    event: ChannelRead, envelope: Envelope, *, feed: Feed, members: Members
+) -> None:
+    """A read mark: a `channel.read` frame into the reader's own feed (so that
+    their other sessions, and a resume with `?since=`, clear the badge)."""
+    await _append(feed, envelope, event, set())
+
+
+async def on_message_changed(
+    event: MessageUpdated | MessageDeleted, envelope: Envelope, *, feed: Feed, members: Members
+) -> None:
+    """An edit or a deletion: `message.updated` / `message.deleted` feed rows for
+    whom `message.posted` went to (resumable with `?since=`, once per event)."""
+    await _append(feed, envelope, event, await members.members(event.channel_id))
+
+
 # --- notifier.fanout: per replica -------------------------------------------------------------
 
 
@@ -189,6 +212,35 @@ async def on_fanout(
         watcher.watch(once_key(envelope.event_id, 0))
 
 
+async def on_fanout_joined(
+    event: ChannelJoined,
+    envelope: Envelope,
+    *,
+    watcher: ReceiptWatcher,
+    hub: Wakeable,
+    members: Members,
+) -> None:
+    """Every replica adds who joined to its cached member lists at once (so the
+    cache can live `BELFRY_NOTIFIER_MEMBERS_CACHE_SECONDS`: a busy manager's many
+    quiet channels cost no Query per message), then as `on_fanout`."""
+    members.learned(event.channel_id, event.user_id)
+    await on_fanout(event, envelope, watcher=watcher, hub=hub)
+
+
+async def on_fanout_left(
+    event: ChannelLeft,
+    envelope: Envelope,
+    *,
+    watcher: ReceiptWatcher,
+    hub: Wakeable,
+    members: Members,
+) -> None:
+    """Every replica drops who left from its membership view at once (the
+    durable consumer, on whichever replica, deletes the row), then as `on_fanout`."""
+    members.forget(event.channel_id, event.user_id)
+    await on_fanout(event, envelope, watcher=watcher, hub=hub)
+
+
 async def on_room_updated(event: RoomUpdated, envelope: Envelope, *, rooms: RoomUpdates) -> None:
     """Onto this replica's room board, never into a feed: every session here
     gets `room.updated` (coalesced per room)."""
@@ -199,15 +251,22 @@ HANDLERS: HandlerTable = {
     MENTIONS_QUEUE: {UserMentioned: on_user_mentioned},
     FEED_QUEUE: {
         MessagePosted: on_message_posted,
+        MessageUpdated: on_message_changed,
+        MessageDeleted: on_message_changed,
         UserMentioned: on_mentioned_feed,
         ChannelJoined: on_channel_joined,
         ChannelLeft: on_channel_left,
+        ChannelRead: on_channel_read,
     },
     FANOUT_QUEUE: {
         MessagePosted: on_fanout,
+        MessageUpdated: on_fanout,
+        MessageDeleted: on_fanout,
         UserMentioned: on_fanout,
-        ChannelJoined: on_fanout,
-        ChannelLeft: on_fanout,
+        ChannelJoined: on_fanout_joined,
+        ChannelLeft: on_fanout_left,
+        ChannelRead: on_fanout,
         RoomUpdated: on_room_updated,
+        UserTyping: on_user_typing,
     },
 }

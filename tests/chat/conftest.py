@@ -24,7 +24,13 @@ from shared.events import Envelope
 from shared.service import create_platform_app, provided_by
 from tests.support import isolated, serving, wait_until
 
-CHAT_KEYS = ("chat.message_posted", "chat.user_mentioned", "chat.channel_joined")
+CHAT_KEYS = (
+    "chat.message_posted",
+    "chat.user_mentioned",
+    "chat.channel_joined",
+    "chat.message_updated",
+    "chat.message_deleted",
+)
 
 
 @dataclass

@@ -30,9 +30,12 @@ from services.chat.domain import (
     Role,
     chime_user_id,
 )
+from services.chat.edits import Edits
+from services.chat.message_view import MessageRefused
 from services.chat.messages import Messages
 from services.chat.people import People
 from services.chat.ports import AttachmentStore, ChatChime, ChatStore, ChatWork, Directory
+from services.chat.reading import Reading
 from services.chat.roles import RoleChanges
 from services.chat.settings import ChatSettings
 from shared.dynamo import MAX_TRANSACT_ITEMS, ConditionFailed, TransactItem
@@ -167,6 +170,22 @@ class FakeChatStore:
         page = [self.messages[channel_id, m] for m in ids[:limit]]
         return page, (page[-1].message_id if len(ids) > limit else None)
 
+    async def message(self, channel_id: str, message_id: str) -> Message | None:
+        return self.messages.get((channel_id, message_id))
+
+    async def refresh_last_message(self, message: Message) -> bool:
+        return False  # no listing summaries here (tests/chat/test_edits_http.py has them)
+
+    async def deleted_attachments(self) -> list[Attachment]:
+        return [a for a in self.uploads.values() if a.deleted]
+
+    async def forget_deleted(self, attachment_id: str) -> bool:
+        found = self.uploads.get(attachment_id)
+        if found is None or not found.deleted:
+            return False
+        del self.uploads[attachment_id]
+        return True
+
     # attachments
     async def attachments(self, attachment_ids: Sequence[str]) -> dict[str, Attachment]:
         return {a: self.uploads[a] for a in dict.fromkeys(attachment_ids) if a in self.uploads}
@@ -228,7 +247,7 @@ class FakeChatStore:
         self.log.append("written")
         return [OutboxRow("0", f"fake#{e.event_id}", (e,)) for e in events]
 
-    def _holds(self, item: TransactItem) -> bool:
+    def _holds(self, item: TransactItem) -> bool:  # noqa: PLR0911 (one per kind of item)
         op = item["op"]
         if op == "save_channel":
             current = self.channels.get(item["channel"].channel_id)
@@ -241,6 +260,12 @@ class FakeChatStore:
         if op == "save_message":
             message: Message = item["message"]
             return (message.channel_id, message.message_id) not in self.messages
+        if op in ("edit_message", "delete_message"):
+            found = self.messages.get(item["key"][1:])
+            return found is not None and not found.deleted
+        if op == "retire_attachment":
+            row = self.uploads.get(item["key"][1])
+            return row is not None and row.message_id == item["message_id"]
         if op == "attach":
             wanted: Attachment = item["attachment"]
             row = self.uploads.get(wanted.attachment_id)
@@ -258,6 +283,14 @@ class FakeChatStore:
         elif op == "save_message":
             message: Message = item["message"]
             self.messages[message.channel_id, message.message_id] = message
+        elif op in ("edit_message", "delete_message"):
+            changed: Message = item["message"]
+            if op == "delete_message":
+                changed = replace(changed, content="", mentions=(), attachments=())
+            self.messages[changed.channel_id, changed.message_id] = changed
+        elif op == "retire_attachment":
+            row = self.uploads[item["key"][1]]
+            self.uploads[row.attachment_id] = replace(row, deleted=True)
         elif op == "attach":
             row = self.uploads[item["attachment"].attachment_id]
             self.uploads[row.attachment_id] = replace(
@@ -308,6 +341,9 @@ class FakeWork(UnitOfWork):
         key = ("messages", message.channel_id, message.message_id)
         self._add("message", key, {"op": "save_message", "message": message})
 
+    def touch_channel(self, message: Message, seq: int) -> None:
+        """Read state is not faked here (tests/chat/test_reading_units.py fakes it)."""
+
     def attach(self, attachment: Attachment, channel_id: str, message_id: str) -> None:
         item = {
             "op": "attach",
@@ -316,6 +352,18 @@ class FakeWork(UnitOfWork):
             "message_id": message_id,
         }
         self._add("attachment", ("attachments", attachment.attachment_id), item)
+
+    def edit_message(self, message: Message) -> None:
+        key = ("messages", message.channel_id, message.message_id)
+        self._add("message", key, {"op": "edit_message", "message": message})
+
+    def delete_message(self, message: Message) -> None:
+        key = ("messages", message.channel_id, message.message_id)
+        self._add("message", key, {"op": "delete_message", "message": message})
+
+    def retire_attachment(self, attachment_id: str, message_id: str, at: int) -> None:
+        item = {"op": "retire_attachment", "message_id": message_id, "at": at}
+        self._add("attachment", ("attachments", attachment_id), item)
 
     def _add(self, role: str, key: tuple[str, ...], item: dict[str, Any]) -> None:
         self.add({**item, "role": role, "key": key}, role)
@@ -330,6 +378,7 @@ class ChimeMessage:
     sender_arn: str
     content: str
     metadata: str
+    redacted: bool = False
 
     @property
     def meta(self) -> dict[str, Any]:
@@ -434,6 +483,26 @@ class FakeChatChime:
         self._call("delete_message", channel_arn, message_id)
         self._channel(channel_arn).messages.pop(message_id, None)
 
+    async def update_message(
+        self, channel_arn: str, sender_arn: str, message_id: str, content: str, metadata: str
+    ) -> None:
+        self._call("update_message", channel_arn, sender_arn, message_id, content, metadata)
+        found = self._channel(channel_arn).messages.get(message_id)
+        if found is None or found.redacted:
+            raise MessageRefused("BadRequestException")
+        if found.sender_arn != sender_arn:
+            raise MessageRefused("ForbiddenException")
+        found.content, found.metadata = content, metadata
+
+    async def redact_message(self, channel_arn: str, message_id: str) -> None:
+        self._call("redact_message", channel_arn, message_id)
+        found = self._channel(channel_arn).messages.get(message_id)
+        if found is not None:
+            found.redacted = True
+
+    async def mark_read(self, channel_arn: str, reader_arn: str) -> None:
+        self._call("mark_read", channel_arn, reader_arn)
+
 
 # --- the identity provider ----------------------------------------------------------------
 
@@ -522,7 +591,9 @@ class FakeChat:
     messages: Messages
     attachments: Attachments
     roles: RoleChanges
+    edits: Edits
     directory: Directory
+    reading: Reading | None = None  # with read-state tables (tests/chat/test_reading_units.py)
 
     def events(self, kind: str, **fields: Any) -> list[Any]:
         """Published envelopes of a type whose data has these values."""

@@ -250,6 +250,9 @@ RECIPES: dict[tuple[str, str], Recipe] = {
     ("chime-sdk-messaging", "RedactChannelMessage"): lambda s: s.messaging.redact_channel_message(
         ChannelArn=s.channel, MessageId=s.spare_message(), ChimeBearer=s.world.alice
     ),
+    ("chime-sdk-messaging", "UpdateChannelReadMarker"): lambda s: (
+        s.messaging.update_channel_read_marker(ChannelArn=s.channel, ChimeBearer=s.world.bob)
+    ),
     ("chime-sdk-messaging", "GetMessagingSessionEndpoint"): lambda s: (
         s.messaging.get_messaging_session_endpoint()
     ),

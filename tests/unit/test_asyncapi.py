@@ -33,6 +33,8 @@ from referencing.jsonschema import DRAFT7
 from services.notifier.board import ROOM_FRAME, RoomView
 from services.notifier.domain import FRAME_TYPES, FeedRow, entries_for
 from services.notifier.live import Hub, Session
+from services.notifier.typing_relay import TYPING_FRAME
+from services.notifier.typing_relay import frame as typing_frame
 from shared import asyncapi_ws
 from shared.app import create_app
 from shared.asyncapi import CONTENT_TYPE, REGENERATE, SCHEMAS, document, render
@@ -43,10 +45,14 @@ from shared.events import (
     AttachmentRef,
     ChannelJoined,
     ChannelLeft,
+    ChannelRead,
     Envelope,
+    MessageDeleted,
     MessagePosted,
+    MessageUpdated,
     RoomScheduled,
     UserMentioned,
+    UserTyping,
 )
 from shared.topology import PUBLISHERS, QUEUES
 
@@ -537,9 +543,10 @@ def _ws(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def _frame_names(doc: dict[str, Any], action: str) -> set[str]:
-    """The messages of the WebSocket's operations with this action."""
+    """The frame types (message names) of the WebSocket's operations with this
+    action (the client's `typing` is the message `client.typing`)."""
     return {
-        message["$ref"].rsplit("/", 1)[1]
+        _pointer(doc, _pointer(doc, message["$ref"])["$ref"])["name"]
         for op in doc["operations"].values()
         if op["channel"]["$ref"] == f"#/channels/{WS_CHANNEL}" and op["action"] == action
         for message in op["messages"]
@@ -554,7 +561,7 @@ def test_the_code_scans_find_what_they_look_for() -> None:
     assert {4401, 4429} <= codes  # constants
     assert 1011 in codes  # a literal
     assert 1001 in codes  # a default
-    assert client_frame_types_in_code() == {"auth"}
+    assert client_frame_types_in_code() == {"auth", "typing"}
 
 
 def test_the_websocket_is_a_channel_on_its_own_server() -> None:
@@ -705,6 +712,17 @@ def _feed_events() -> list[Any]:
         ),
         ChannelJoined(user_id="mia", reason="mention", **channel),
         ChannelLeft(user_id="mia", reason="manual", **channel),
+        MessageUpdated(
+            message_id="m1", sender_id="carl", content="hi", posted_at=at, edited_at=at,
+            **channel,
+        ),
+        MessageDeleted(
+            message_id="m1", sender_id="carl", deleted_at=at, deleted_by="carl", **channel
+        ),
+        ChannelRead(
+            channel_id="ch1", user_id="mia", up_to="m1", read_at="2026-05-04T12:30:00Z",
+            unread_count=0, channel_kind="customer", customer_id="carl",
+        ),
     ]  # fmt: skip
 
 
@@ -735,6 +753,8 @@ async def test_the_frames_a_real_session_writes_match_their_schemas() -> None:
     try:
         view = RoomView("r1", "Standup", "active", 3)
         hub.broadcast(view.room_id, ROOM_FRAME, view.frame())
+        typing = UserTyping(channel_id="customer-carl", user_id="carl", recipients=["mia"])
+        hub.push_to(["mia"], "t", TYPING_FRAME, typing_frame(typing), lambda _: True)
         wanted = frame_types_in_code()
         deadline = asyncio.get_running_loop().time() + 10
         while {f["type"] for f in socket.frames} != wanted:

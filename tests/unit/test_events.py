@@ -20,7 +20,7 @@ from shared.events import (
     spec_for_routing_key,
 )
 from shared.logging import log_context
-from shared.topology import durable_bindings
+from shared.topology import QUEUES, durable_bindings
 
 DESIGN_TABLE = {
     "RoomScheduled": "room.scheduled",
@@ -48,12 +48,20 @@ def test_every_event_of_the_design_is_registered_under_its_routing_key() -> None
         assert spec_for_routing_key(routing_key).type_name == type_name
 
 
+# Published with `publish_transient` (not mandatory, never stored): only the notifier
+# replicas' fan-out queues take them.
+EPHEMERAL = {"UserTyping"}
+
+
 def test_every_event_type_has_a_consumer_queue() -> None:
-    """Publishes are mandatory: an event nobody is bound to would be refused."""
-    for spec in REGISTRY.values():
+    """Publishes are mandatory: an event nobody is bound to would be refused.
+    An ephemeral event has a fan-out queue, and only that."""
+    fanout = {q.name: q.routing_keys for q in QUEUES.values() if q.fanout}
+    for name, spec in REGISTRY.items():
+        queues = fanout if name in EPHEMERAL else durable_bindings()
         bound = [
             queue
-            for queue, keys in durable_bindings().items()
+            for queue, keys in queues.items()
             if any(topic_matches(key, spec.routing_key) for key in keys)
         ]
         assert bound, f"no queue consumes {spec.routing_key}"

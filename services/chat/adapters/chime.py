@@ -17,6 +17,7 @@ from shared.errors import ServiceUnavailable
 from shared.logging import get_logger
 
 from ..domain import chime_user_id, request_token
+from ..message_view import MessageRefused
 from ..metrics import CHIME_SECONDS
 
 if TYPE_CHECKING:
@@ -224,3 +225,43 @@ class ChimeChat:
             await self._messaging.delete_channel_message(
                 ChannelArn=channel_arn, MessageId=message_id, ChimeBearer=self.service_user_arn
             )
+
+    async def mark_read(self, channel_arn: str, reader_arn: str) -> None:
+        """Chime's read marker of `reader_arn` on the channel: now (it takes no
+        message; Belfry's own read state names the message)."""
+        async with _chime("UpdateChannelReadMarker"):
+            await self._messaging.update_channel_read_marker(
+                ChannelArn=channel_arn, ChimeBearer=reader_arn
+            )
+
+    async def update_message(
+        self, channel_arn: str, sender_arn: str, message_id: str, content: str, metadata: str
+    ) -> None:
+        """UpdateChannelMessage as the sender (Chime lets only them edit it).
+        Chime refusing (the sender no longer a member, the message redacted or
+        gone) is `MessageRefused`."""
+        try:
+            async with _chime("UpdateChannelMessage", expected=_REFUSALS):
+                await self._messaging.update_channel_message(
+                    ChannelArn=channel_arn,
+                    MessageId=message_id,
+                    Content=content,
+                    Metadata=metadata,
+                    ChimeBearer=sender_arn,
+                )
+        except ClientError as exc:
+            raise MessageRefused(error_code(exc)) from exc
+
+    async def redact_message(self, channel_arn: str, message_id: str) -> None:
+        """RedactChannelMessage as chat's service user (an AppInstanceAdmin may
+        redact any message); a message Chime no longer has is redacted enough."""
+        try:
+            async with _chime("RedactChannelMessage", expected=("NotFoundException",)):
+                await self._messaging.redact_channel_message(
+                    ChannelArn=channel_arn, MessageId=message_id, ChimeBearer=self.service_user_arn
+                )
+        except ClientError:
+            log.warning("chime.redact_missing", channel=channel_arn, message_id=message_id)
+
+
+_REFUSALS = ("ForbiddenException", "BadRequestException", "NotFoundException", "ConflictException")

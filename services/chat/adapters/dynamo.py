@@ -26,9 +26,11 @@ from shared.dynamo import (
     to_item,
 )
 from shared.pages import query_page
-from shared.store import Store, UnitOfWork
+from shared.store import Store
 
 from ..domain import UNASSIGNED, Attachment, Channel, Message, Person, Role
+from .dynamo_edits import EditQueries, EditWork, message_from_item
+from .reading import SUMMARIES, ReadTables, number_message
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -78,32 +80,23 @@ def _attachment(item: Mapping[str, Any]) -> Attachment:
         channel_id=v.get("channel_id"),
         message_id=v.get("message_id"),
         uploaded=bool(v.get("uploaded", True)),
+        deleted="deleted_at" in v,
     )
 
 
-def _message(item: Mapping[str, Any]) -> Message:
-    v = from_item(item)
-    return Message(
-        message_id=v["message_id"],
-        channel_id=v["channel_id"],
-        sender_id=v["sender_id"],
-        content=v["content"],
-        posted_at=v["posted_at"],
-        chime_message_id=v.get("chime_message_id"),
-        mentions=tuple(v.get("mentions") or ()),
-        attachments=tuple(v.get("attachments") or ()),
-        metadata_compact=bool(v.get("metadata_compact", False)),
-    )
+_message = message_from_item
 
 
 def _membership_key(channel_id: str, user_id: str) -> dict[str, Any]:
     return {"channel_id": {"S": channel_id}, "user_id": {"S": user_id}}
 
 
-class DynamoChat:
+class DynamoChat(EditQueries):
     def __init__(self, client: DynamoDBClient, store: Store, names: Mapping[str, str]) -> None:
         self._client = client
         self._store = store
+        # summaries and read marks (adapters/reading.py), when chat has those tables
+        self.reads = ReadTables(client, store, names) if SUMMARIES.suffix in names else None
         self.users = names[USERS.suffix]
         self.channels = names[CHANNELS.suffix]
         self.memberships = names[MEMBERSHIPS.suffix]
@@ -112,6 +105,9 @@ class DynamoChat:
 
     def work(self) -> ChatWork:
         return ChatWork(self._store, self)
+
+    def _parse_attachment(self, item: Mapping[str, Any]) -> Attachment:
+        return _attachment(item)
 
     # --- people -------------------------------------------------------------
 
@@ -290,7 +286,7 @@ class DynamoChat:
         )
 
 
-class ChatWork(UnitOfWork):
+class ChatWork(EditWork):
     """chat's unit of work: its writes as transaction items, under their roles."""
 
     def __init__(self, store: Store, tables: DynamoChat) -> None:
@@ -319,6 +315,8 @@ class ChatWork(UnitOfWork):
             put["ConditionExpression"] = "manager_id = :expected"
             put["ExpressionAttributeValues"] = {":expected": {"S": expected_manager}}
         self.add({"Put": put}, "channel")
+        if self._tables.reads is not None:  # every channel is listed, messages or not
+            self.add(self._tables.reads.seed_item(channel), "summary")
 
     def add_member(self, channel_id: str, user_id: str, reason: str, at: int) -> None:
         values = {"channel_id": channel_id, "user_id": user_id, "reason": reason, "at": at}
@@ -349,6 +347,12 @@ class ChatWork(UnitOfWork):
             "ConditionExpression": "attribute_not_exists(message_id)",
         }
         self.add({"Put": put}, "message")
+
+    def touch_channel(self, message: Message, seq: int) -> None:
+        if self._tables.reads is not None:
+            number_message(self._items, self._tables.messages, message.message_id, seq)
+            for item in self._tables.reads.touch_items(message, seq):
+                self.add(item, "summary")
 
     def attach(self, attachment: Attachment, channel_id: str, message_id: str) -> None:
         update = {
