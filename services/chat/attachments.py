@@ -103,7 +103,7 @@ class Attachments:
 
     async def download_url(self, caller: Caller, attachment_id: str) -> str:
         attachment = (await self.store.attachments([attachment_id])).get(attachment_id)
-        if attachment is None:
+        if attachment is None or attachment.deleted:  # its message was deleted
             raise not_found()
         if attachment.channel_id is None:
             if attachment.owner_id != caller.user_id or not attachment.uploaded:
@@ -139,8 +139,31 @@ class Attachments:
             log.info("chat.unattached_swept", count=swept)
         return swept
 
+    async def sweep_deleted(self, found: list[Attachment] | None = None) -> int:
+        """Delete the objects, then the rows, of deleted messages' attachments
+        (`found`: a deletion's own, right after its commit; None: every one
+        left, found by keyed queries). What fails stays for the next sweep."""
+        if found is None:
+            found = await self.store.deleted_attachments()
+        swept = 0
+        for attachment in found:
+            try:
+                await self.bucket.delete(attachment.key)
+                await self.store.forget_deleted(attachment.attachment_id)
+            except Exception as exc:
+                log.warning("chat.sweep_deleted_left", key=attachment.key, error=repr(exc))
+                continue
+            swept += 1
+        if swept:
+            log.info("chat.deleted_attachments_swept", count=swept)
+        return swept
+
+    async def _sweep(self) -> None:
+        try:
+            await self.sweep_unattached()
+        finally:
+            await self.sweep_deleted()
+
     async def run_sweeper(self) -> None:
         """A background loop of every replica (the conditional deletes make that safe)."""
-        await every(
-            self.settings.chat_sweep_interval_seconds, self.sweep_unattached, name="chat.sweep"
-        )
+        await every(self.settings.chat_sweep_interval_seconds, self._sweep, name="chat.sweep")

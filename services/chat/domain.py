@@ -12,6 +12,8 @@ from typing import Literal
 from shared.errors import BelfryError, Forbidden, NotFound, PayloadTooLarge, Unprocessable
 from shared.events import Producer
 
+from .message_view import Message as Message  # noqa: PLC0414 (re-exported for the use cases)
+
 Role = Literal["customer", "manager", "admin"]
 ChannelKind = Literal["customer", "managers"]
 CUSTOMER: Role = "customer"
@@ -93,33 +95,6 @@ class Channel:
     def name(self) -> str:
         what = "Customer" if self.kind == "customer" else "Managers about"
         return f"{what} {self.customer_id}"[:256]
-
-
-@dataclass(frozen=True)
-class Message:
-    """A message as chat indexes it (the content and metadata also went to Chime)."""
-
-    message_id: str
-    channel_id: str
-    sender_id: str
-    content: str
-    posted_at: str  # ISO-8601 UTC
-    chime_message_id: str | None = None
-    mentions: tuple[str, ...] = ()
-    attachments: tuple[dict[str, object], ...] = ()
-    metadata_compact: bool = False  # Chime's Metadata holds a reference, not the lists
-
-    def view(self) -> dict[str, object]:
-        return {
-            "message_id": self.message_id,
-            "channel_id": self.channel_id,
-            "chime_message_id": self.chime_message_id,
-            "sender_id": self.sender_id,
-            "content": self.content,
-            "mentions": list(self.mentions),
-            "attachments": list(self.attachments),
-            "posted_at": self.posted_at,
-        }
 
 
 @dataclass(frozen=True)
@@ -257,6 +232,7 @@ class Attachment:
     channel_id: str | None = None
     message_id: str | None = None
     uploaded: bool = True
+    deleted: bool = False  # its message was deleted: unreadable, its object being swept
 
     def ref(self) -> dict[str, object]:
         return {

@@ -62,6 +62,13 @@ class ChatSettings(BelfrySettings):
     )
     chat_max_mentions: int = Field(20, ge=0, le=50, description="Mentions per message.")
     chat_max_attachments: int = Field(10, ge=0, le=20, description="Attachments per message.")
+    chat_edit_window_seconds: int = Field(
+        900,
+        ge=1,
+        le=7 * 86400,
+        description="How long after posting its sender may edit a message (409 "
+        "`edit_window_closed` after). Deleting has no window.",
+    )
     chat_page_size: int = Field(50, ge=1, le=200, description="Messages and channels per page.")
     chat_unattached_retention_seconds: int = Field(
         86400,

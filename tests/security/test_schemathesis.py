@@ -69,7 +69,7 @@ async def known_ids(
 ) -> AsyncIterator[dict[str, str]]:
     """Ids that exist, by path parameter name: a room that is active (new for each
     role, since the admin's fuzzing may cancel it), carl's channel with mia, carl
-    himself, an attachment of carl's and a mention of mia by carl."""
+    himself, an attachment of carl's, his message and its mention of mia."""
     admin, manager, customer = (_auth(tokens[role]) for role in ("admin", "manager", "customer"))
     async with httpx.AsyncClient(base_url=fuzzed_platform.url, timeout=15) as http:
         room = await http.post(
@@ -114,6 +114,7 @@ async def known_ids(
             "customer_id": carl,
             "attachment_id": upload.json()["attachment_id"],
             "mention_id": mention,
+            "message_id": posted.json()["message_id"],
         }
 
 
