@@ -88,7 +88,8 @@ async def notifications_ws(
     revoked it; 4429 `too_many_sessions` beyond the per-user cap. Resume with
     `?since=<cursor of the last frame you got>`. `room.updated` frames (landing
     page changes, any role) have no cursor and are not replayed: fetch
-    `GET /rooms` once on (re)connect."""
+    `GET /rooms` once on (re)connect. A member's `{"type": "typing", "channel_id"}`
+    becomes `typing` frames to the channel's other members (ephemeral too)."""
     try:
         auth = await SessionAuth.connect(websocket)
     except WebSocketDisconnect:
@@ -119,6 +120,7 @@ async def notifications_ws(
         poll_seconds=settings.notifier_ws_poll_seconds,
         auth=auth,
         limit=limit,
+        typing=notifier.typing,
     )
     notifier.hub.add(session)
     try:

@@ -26,6 +26,7 @@ from .joins import JoinBatcher
 from .live import Hub
 from .settings import NotifierSettings
 from .state import Notifier
+from .typing_relay import TypingRelay
 
 NAME = "notifier"
 
@@ -69,6 +70,12 @@ async def build(settings: NotifierSettings, aws: AwsClients, bus: EventBus) -> C
     )
     board = RoomBoard(interval_seconds=settings.notifier_room_frame_interval_seconds)
     rooms = RoomBroadcaster(board=board, hub=hub)
+    typing = TypingRelay(
+        members=members,
+        publish=lambda envelope: bus.publish_transient(envelope, ttl_seconds=5.0),
+        sessions=hub,
+        interval_seconds=settings.notifier_typing_interval_seconds,
+    )
 
     async def prepare_service_user() -> None:
         if settings.notifier_app_instance_arn:
@@ -78,7 +85,14 @@ async def build(settings: NotifierSettings, aws: AwsClients, bus: EventBus) -> C
         name=NAME,
         bus=bus,
         provides=(
-            Notifier(settings=settings, feed=feed, mentions=mentions, hub=hub, leases=leases),
+            Notifier(
+                settings=settings,
+                feed=feed,
+                mentions=mentions,
+                hub=hub,
+                leases=leases,
+                typing=typing,
+            ),
         ),
         subscriptions=wire(
             HANDLERS,
@@ -90,10 +104,11 @@ async def build(settings: NotifierSettings, aws: AwsClients, bus: EventBus) -> C
             watcher=watcher,
             hub=hub,
             rooms=rooms,
+            typing=typing,
         ),
         loops=[feed.run, watcher.run, rooms.run, outbox.run_relay, prepare_service_user],
         checks={"dynamodb": dynamodb_check(aws.dynamodb, tables["feed"])},
-        on_stop=[hub.close_all, joiner.close, outbox.flush],
+        on_stop=[hub.close_all, typing.close, joiner.close, outbox.flush],
     )
 
 

@@ -23,6 +23,10 @@ mode the token is checked against the user pool again every
 (`SessionLimit`, leases renewed while open); the next is closed 4429
 `too_many_sessions`.
 
+The only other frame a client may send is `{"type": "typing", "channel_id": …}`,
+handed to the typing relay (typing_relay.py) without waiting; anything else is
+ignored.
+
 Close codes: 4401 no, bad, expired or revoked token, or a refused renewal (the
 reason is the error code: `invalid_token`, `token_expired`, `token_revoked`,
 `subject_mismatch`); 4400 a malformed or unknown cursor; 4410 a cursor more
@@ -38,7 +42,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
@@ -58,7 +62,8 @@ from .domain import (
     may_see,
 )
 from .limits import SessionEnded, SessionLimit
-from .ports import FeedReader
+from .ports import FeedReader, Typist
+from .typing_relay import typing_request
 
 log = get_logger("belfry.notifier")
 
@@ -122,6 +127,23 @@ class Hub:
             for session in sessions:
                 session.push(key, frame_type, text)
 
+    def push_to(
+        self,
+        users: Iterable[str],
+        key: str,
+        frame_type: str,
+        text: str,
+        visible: Callable[[Principal], bool],
+    ) -> int:
+        """An ephemeral frame to these users' sessions here that `visible` admits."""
+        sent = 0
+        for user in users:
+            for session in self._sessions.get(user, ()):
+                if visible(session.principal):
+                    session.push(key, frame_type, text)
+                    sent += 1
+        return sent
+
     def interested(self, audience: Audience) -> bool:
         """Could any session here be shown something about this channel?"""
         return any(
@@ -151,8 +173,10 @@ class Session:
         poll_seconds: float,
         auth: SessionAuth | None = None,
         limit: SessionLimit | None = None,
+        typing: Typist | None = None,
     ) -> None:
         self.websocket = websocket
+        self._typing = typing
         self._principal = principal
         self.user_id = principal.user_id
         self.auth = auth  # None: the session does not end with a token (unit tests)
@@ -297,7 +321,9 @@ class Session:
         while True:
             frame_type, text = await self.outbound.get()
             try:
-                await asyncio.wait_for(self.websocket.send_text(text), self._send_timeout)
+                # a deadline, not wait_for: no task per frame on the hot path
+                async with asyncio.timeout(self._send_timeout):
+                    await self.websocket.send_text(text)
             except TimeoutError:
                 raise SlowClient from None
             FRAMES_SENT.labels(frame_type).inc()
@@ -307,9 +333,12 @@ class Session:
             message = await self.websocket.receive()
             if message["type"] == "websocket.disconnect":
                 return
-            token = auth_frame_token(message.get("text"))
+            text = message.get("text")
+            token = auth_frame_token(text)
             if token is not None and self.auth is not None:
                 await self._renew(self.auth, token)
+            elif self._typing is not None and (channel_id := typing_request(text)):
+                self._typing.typed(self.principal, channel_id)  # refused ones: ignored
 
     async def _renew(self, auth: SessionAuth, token: str) -> None:
         """An auth frame: a refused token ends the session (4401, its error code)."""

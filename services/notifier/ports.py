@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from shared.auth import Principal
 from shared.events import Envelope, RoomUpdated, UserMentioned
 
 from .domain import Audience, FeedEntry, FeedRow
@@ -37,6 +38,10 @@ class Feed(Protocol):
 
     def written_here(self, key: str) -> bool: ...
 
+    def in_flight(self, key: str) -> bool:
+        """This process is appending `key` right now (queued or committing)."""
+        ...
+
 
 class FeedReader(Protocol):
     async def head(self, user_id: str) -> int: ...
@@ -57,6 +62,15 @@ class Members(Protocol):
 
     async def remove(self, channel_id: str, user_id: str) -> None:
         """Forget a membership announced ended by a ChannelLeft (idempotent)."""
+        ...
+
+    def forget(self, channel_id: str, user_id: str) -> None:
+        """Drop it from this replica's memory only (a ChannelLeft on the fan-out)."""
+        ...
+
+    def learned(self, channel_id: str, user_id: str) -> None:
+        """A join on the fan-out (whichever replica records it): into this
+        replica's cached list at once, so the cache can live long."""
         ...
 
 
@@ -108,6 +122,32 @@ class Broadcast(Protocol):
     def broadcast(self, key: str, frame_type: str, text: str) -> None:
         """An ephemeral frame (no cursor, not in any feed) to every session here;
         one still waiting to be sent is replaced by the next of its `key`."""
+        ...
+
+
+class Recipients(Protocol):
+    def push_to(
+        self,
+        users: Iterable[str],
+        key: str,
+        frame_type: str,
+        text: str,
+        visible: Callable[[Principal], bool],
+    ) -> int:
+        """An ephemeral frame to this replica's sessions of `users` whose token
+        `visible` admits (as `Broadcast.broadcast`, per `key`); how many."""
+        ...
+
+
+class MemberLists(Protocol):
+    async def members(self, channel_id: str) -> set[str]:
+        """The channel's members as this replica's view has them (`Members`)."""
+        ...
+
+
+class Typist(Protocol):
+    def typed(self, principal: Principal, channel_id: str) -> bool:
+        """A client's typing frame (never blocks the socket): True if relayed."""
         ...
 
 

@@ -35,12 +35,13 @@ class NotifierSettings(BelfrySettings):
         ),
     )
     notifier_members_cache_seconds: float = Field(
-        1.0,
+        10.0,
         ge=0,
         le=60,
         description=(
-            "How long a replica reuses a channel's member list for new messages; a "
-            "join recorded by another replica reaches its feeds within this time."
+            "How long a replica reuses a channel's member list for new messages (joins "
+            "and leaves on the fan-out queue are applied to it at once; this bounds how "
+            "long a lost fan-out delivery can leave it stale)."
         ),
     )
     notifier_feed_retention_seconds: int = Field(
@@ -98,5 +99,15 @@ class NotifierSettings(BelfrySettings):
             "A WebSocket's place in its user's count is a lease renewed every third of "
             "this while it is open (one conditional write per socket and period); a "
             "crashed replica's sockets stop counting after it."
+        ),
+    )
+    notifier_typing_interval_seconds: float = Field(
+        2.5,
+        ge=0,
+        le=60,
+        description=(
+            "Per user and channel, the shortest time between two relayed typing "
+            "indicators (a WebSocket frame `typing`); the ones in between are dropped. "
+            "A user relays at most 10 per this time over all their channels."
         ),
     )

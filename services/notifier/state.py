@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .live import Hub
-from .ports import FeedReader, MentionInbox, SessionLeases
+from .ports import FeedReader, MentionInbox, SessionLeases, Typist
 from .settings import NotifierSettings
 
 
@@ -16,3 +16,4 @@ class Notifier:
     mentions: MentionInbox
     hub: Hub
     leases: SessionLeases
+    typing: Typist | None = None  # None: typing frames are ignored

@@ -33,6 +33,7 @@ from aio_pika.abc import (
 )
 
 from shared import metrics, tracing
+from shared.bus import rabbit
 from shared.bus.base import (
     BusHealth,
     DeadLetter,
@@ -249,6 +250,12 @@ class AmqpBus(EventBus):
             )
             await self._confirmed(self._exchange, message, envelope.routing_key, envelope.type)
         metrics.EVENTS_PUBLISHED.labels(self.service, envelope.type).inc()
+
+    async def publish_transient(self, envelope: Envelope, *, ttl_seconds: float = 10.0) -> None:
+        """One try within the publish timeout (`rabbit.publish_transient`)."""
+        if self._exchange is None:
+            raise PublishFailed("the bus is not started")
+        await rabbit.publish_transient(self._exchange, envelope, ttl_seconds, self._publish_timeout)
 
     async def _confirmed(
         self, exchange: AbstractExchange, message: aio_pika.Message, routing_key: str, kind: str

@@ -263,6 +263,13 @@ class EventBus(abc.ABC):
     async def publish(self, envelope: Envelope) -> None:
         """Publish and wait for the broker's confirm; raise `PublishFailed` otherwise."""
 
+    async def publish_transient(self, envelope: Envelope, *, ttl_seconds: float = 10.0) -> None:
+        """Publish an ephemeral event (the notifier's UserTyping): not persistent,
+        not mandatory, dropped by the broker after `ttl_seconds` in a queue, one
+        try; raise `PublishFailed` if it did not go. Never for state changes
+        (those go through an outbox and `publish`)."""
+        await self.publish(envelope)
+
     @abc.abstractmethod
     async def stop_consuming(self, drain_timeout: float = 10.0) -> None:
         """Cancel consumers and let in-flight handlers finish (bounded); publishing

@@ -21,9 +21,11 @@ from collections.abc import Sequence
 
 import aio_pika
 import aiormq.exceptions
-from aio_pika.abc import AbstractChannel, AbstractQueue, AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue, AbstractRobustConnection
 
+from shared import metrics
 from shared.bus.base import PublishFailed
+from shared.events import Envelope
 from shared.logging import get_logger
 
 log = get_logger("belfry.bus.amqp")
@@ -141,3 +143,30 @@ async def declare_fanout(
     for key in routing_keys:
         await queue.bind(exchange, routing_key=key)
     return queue
+
+
+async def publish_transient(
+    exchange: AbstractExchange, envelope: Envelope, ttl_seconds: float, timeout: float
+) -> None:
+    """An ephemeral event (the notifier's UserTyping), one try within `timeout`:
+    not persistent, not mandatory (no consumer: nobody to tell), gone from a
+    queue after `ttl_seconds` (a late one would say nothing true any more).
+    `PublishFailed` if it did not go; nothing retries it."""
+    message = aio_pika.Message(
+        body=envelope.encode(),
+        content_type="application/json",
+        delivery_mode=aio_pika.DeliveryMode.NOT_PERSISTENT,
+        expiration=ttl_seconds,
+        message_id=envelope.event_id,
+        correlation_id=envelope.correlation_id,
+        type=envelope.type,
+        timestamp=envelope.occurred_at,
+        app_id=envelope.producer,
+    )
+    try:
+        async with asyncio.timeout(timeout):
+            await exchange.publish(message, envelope.routing_key, mandatory=False)
+    except (*CONNECTION_ERRORS, aiormq.exceptions.DeliveryError, TimeoutError) as exc:
+        metrics.PUBLISH_FAILURES.labels(envelope.producer, envelope.type, "transient").inc()
+        raise PublishFailed(f"transient event not sent: {exc!r}") from exc
+    metrics.EVENTS_PUBLISHED.labels(envelope.producer, envelope.type).inc()

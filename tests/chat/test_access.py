@@ -150,6 +150,7 @@ async def test_missing_expired_and_forged_tokens_are_401(world: ChatWorld) -> No
             ("GET", "/chat/channels"),
             ("GET", "/chat/channels/customer-x/messages"),
             ("POST", "/chat/channels/customer-x/join"),
+            ("POST", "/chat/channels/customer-x/leave"),
             ("GET", "/chat/attachments/abc"),
         ):
             response = await world.http.request(method, path, headers=headers)

@@ -99,6 +99,9 @@ class RecordingFeed:
     async def receipts(self, keys: Sequence[str]) -> dict[str, set[str]]:
         return {}
 
+    def in_flight(self, key: str) -> bool:
+        return False
+
     def written_here(self, key: str) -> bool:
         return key in self.appended
 

@@ -319,7 +319,7 @@ async def test_the_fanout_queue_hands_room_updates_to_the_board() -> None:
     envelope = Producer("rooms")(room(2, 3))
     await on_room_updated(room(2, 3), envelope, rooms=Rooms())
     assert updates == [room(2, 3)]
-    ports = ("claims", "members", "mentions", "joiner", "feed", "watcher", "hub", "rooms")
+    ports = ("claims", "members", "mentions", "joiner", "feed", "watcher", "hub", "rooms", "typing")
     subscriptions = wire(HANDLERS, **{name: object() for name in ports})
     fanout = next(s for s in subscriptions if s.queue == "notifier.fanout")
     assert "room.updated" in fanout.routing_keys

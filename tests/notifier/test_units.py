@@ -182,6 +182,7 @@ class FakeClaims:
 class FakeMembers:
     def __init__(self, members: set[tuple[str, str]]) -> None:
         self.rows = set(members)
+        self.forgotten: list[tuple[str, str]] = []
 
     async def members(self, channel_id: str) -> set[str]:
         return {u for c, u in self.rows if c == channel_id}
@@ -194,6 +195,12 @@ class FakeMembers:
 
     async def remove(self, channel_id: str, user_id: str) -> None:
         self.rows.discard((channel_id, user_id))
+
+    def forget(self, channel_id: str, user_id: str) -> None:
+        self.forgotten.append((channel_id, user_id))
+
+    def learned(self, channel_id: str, user_id: str) -> None:
+        self.rows.add((channel_id, user_id))
 
 
 class FakeMentions:
@@ -314,6 +321,9 @@ class FakeFeed:
     async def receipts(self, keys: Sequence[str]) -> dict[str, set[str]]:
         self.lookups.append(list(keys))
         return {k: self.done[k] for k in keys if k in self.done}
+
+    def in_flight(self, key: str) -> bool:
+        return False
 
     def written_here(self, key: str) -> bool:
         return key in self.local

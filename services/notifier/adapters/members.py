@@ -123,15 +123,29 @@ class DynamoMembers:
 
     async def remove(self, channel_id: str, user_id: str) -> None:
         """Forget a membership announced ended by a ChannelLeft (idempotent):
-        at once in this replica's cache; a peer's cache within `cache_seconds`."""
-        self._recent.get(channel_id, {}).pop(user_id, None)
-        cached = self._cache.get(channel_id)
-        if cached is not None:
-            cached[1].discard(user_id)
+        at once in this replica's cache; a peer's on its fan-out queue (`forget`)."""
+        self.forget(channel_id, user_id)
         await self._client.delete_item(
             TableName=self.table,
             Key={"channel_id": {"S": channel_id}, "user_id": {"S": user_id}},
         )
+
+    def learned(self, channel_id: str, user_id: str) -> None:
+        """A ChannelJoined on this replica's fan-out queue: into the cached list
+        at once, and into a list read from the table for `RECENT_SECONDS` (the
+        fan-out may come before the join's row is written), so that a
+        long-lived cache does not hide a peer's join. A ChannelLeft's `forget`
+        undoes it."""
+        self._joined(channel_id, user_id)
+
+    def forget(self, channel_id: str, user_id: str) -> None:
+        """Drop a person who left from what this replica holds (its recent joins,
+        which would otherwise be added back to a fresh read for 30 s, and its
+        cached list), whichever replica deletes the row."""
+        self._recent.get(channel_id, {}).pop(user_id, None)
+        cached = self._cache.get(channel_id)
+        if cached is not None:
+            cached[1].discard(user_id)
 
     def join_item(self, channel_id: str, user_id: str, reason: str) -> TransactItem:
         """A transaction item that records a new membership, failing if it exists."""
