@@ -14,7 +14,18 @@ import sys
 from bench.report import Report
 from shared.logging import configure_logging
 
-BENCHMARKS = ("bus", "emulator", "scheduler", "rooms", "rush", "presence", "chat")
+BENCHMARKS = (
+    "bus",
+    "emulator",
+    "scheduler",
+    "rooms",
+    "rush",
+    "presence",
+    "chat",
+    "chat_e2e",
+    "chat_busy",
+    "chat_channels",
+)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -35,14 +35,13 @@ from typing import Any
 from aiobotocore.session import get_session
 from websockets.asyncio.client import ClientConnection, connect
 
-from bench.processes import chime_emulator, free_port, moto, running
+from bench.processes import chime_emulator, drop_topology, free_port, moto, running, service_env
 from bench.report import Report
 from services.notifier.settings import NotifierSettings
 from shared.auth import mint_local_token
 from shared.bus import Subscription
 from shared.bus.amqp import AmqpBus
 from shared.events import ChannelJoined, Envelope, MessagePosted, utcnow
-from shared.topology import durable_bindings
 
 BENCH = "chat"
 RATES = tuple(int(r) for r in os.environ.get("BENCH_CHAT_RATES", "100,500").split(",") if r)
@@ -57,21 +56,7 @@ def _stack(amqp_url: str, prefix: str) -> Iterator[tuple[str, str]]:
     """moto, the emulator and the notifier; yields (notifier URL, moto URL)."""
     port = free_port()
     with moto() as (moto_url, _), chime_emulator() as (chime, _):
-        env = {
-            "BELFRY_AMQP_URL": amqp_url,
-            "BELFRY_AWS_ENDPOINT_URL": moto_url,
-            "BELFRY_CHIME_ENDPOINT_URL": chime,
-            "BELFRY_EXCHANGE": f"{prefix}.events",
-            "BELFRY_DEAD_LETTER_EXCHANGE": f"{prefix}.dlx",
-            "BELFRY_QUEUE_PREFIX": f"{prefix}.",
-            "BELFRY_TABLE_PREFIX": prefix,
-            "BELFRY_INSTANCE_ID": "bench",
-            "BELFRY_PORT": str(port),
-            "BELFRY_LOG_LEVEL": "WARNING",
-            "BELFRY_LOG_FORMAT": "json",
-            "AWS_ACCESS_KEY_ID": "bench",
-            "AWS_SECRET_ACCESS_KEY": "bench",
-        }
+        env = {**service_env(amqp_url, prefix, moto_url, chime), "BELFRY_PORT": str(port)}
         with running(["services.notifier"], f"http://127.0.0.1:{port}/readyz", env, NOTIFIER_LOG):
             yield f"http://127.0.0.1:{port}", moto_url
 
@@ -164,10 +149,7 @@ async def _publisher(url: str, prefix: str, probe: list[float]) -> AsyncIterator
         yield bus
     finally:
         await bus.stop_consuming(5)
-        await bus.declare(durable_bindings())  # the notifier's queues, so they are deleted too
-        bus.declared_queues.append(f"{prefix}.notifier.fanout.bench")
-        with contextlib.suppress(Exception):
-            await bus.delete_topology(exchanges=True)
+        await drop_topology(bus, prefix)
         await bus.close()
 
 

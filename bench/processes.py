@@ -2,7 +2,8 @@
 
 Each runs as `python -m <module>` on a free port, is waited for on a readiness
 URL (bounded) and stopped at the end; `cpu_seconds` tells a server's cost from
-the client's.
+the client's. `scratch_topology` deletes a run's queues and exchanges from the
+broker at the end, so that benchmarks leave nothing behind.
 """
 
 from __future__ import annotations
@@ -13,9 +14,12 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import httpx
+
+from shared.bus.amqp import AmqpBus
+from shared.topology import durable_bindings
 
 STARTUP_TIMEOUT_S = 60.0
 
@@ -90,3 +94,52 @@ def chime_emulator() -> Iterator[tuple[str, int]]:
     args = ["emulators.chime", "--port", str(port), "--log-level", "warning"]
     with running(args, f"{url}/_emulator/health") as pid:
         yield url, pid
+
+
+def service_env(amqp_url: str, prefix: str, moto_url: str, chime_url: str) -> dict[str, str]:
+    """The environment of a Belfry service a benchmark runs: the run's broker
+    names and tables (under `prefix`), the stand-ins' endpoints, quiet JSON logs,
+    fan-out instance `bench`. Callers add BELFRY_PORT and what their run changes."""
+    return {
+        "BELFRY_AMQP_URL": amqp_url,
+        "BELFRY_AWS_ENDPOINT_URL": moto_url,
+        "BELFRY_CHIME_ENDPOINT_URL": chime_url,
+        "BELFRY_EXCHANGE": f"{prefix}.events",
+        "BELFRY_DEAD_LETTER_EXCHANGE": f"{prefix}.dlx",
+        "BELFRY_QUEUE_PREFIX": f"{prefix}.",
+        "BELFRY_TABLE_PREFIX": prefix,
+        "BELFRY_INSTANCE_ID": "bench",
+        "BELFRY_LOG_LEVEL": "WARNING",
+        "BELFRY_LOG_FORMAT": "json",
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+    }
+
+
+async def drop_topology(bus: AmqpBus, prefix: str) -> None:
+    """Every queue a Belfry process of the run declared (each declares all durable
+    bindings; the notifier's fan-out queue is `<prefix>.notifier.fanout.bench`, the
+    benchmarks' BELFRY_INSTANCE_ID) and the run's exchanges."""
+    await bus.declare(durable_bindings())
+    bus.declared_queues.append(f"{prefix}.notifier.fanout.bench")
+    with contextlib.suppress(Exception):
+        await bus.delete_topology(exchanges=True)
+
+
+@contextlib.asynccontextmanager
+async def scratch_topology(url: str, prefix: str) -> AsyncIterator[AmqpBus]:
+    """A bus on the run's exchanges and queue prefix; at the end (after the
+    services stopped) the run's topology is deleted."""
+    bus = AmqpBus(
+        "bench",
+        url=url,
+        exchange=f"{prefix}.events",
+        dead_letter_exchange=f"{prefix}.dlx",
+        queue_prefix=f"{prefix}.",
+    )
+    await bus.start()
+    try:
+        yield bus
+    finally:
+        await drop_topology(bus, prefix)
+        await bus.close()

@@ -237,10 +237,13 @@ def chime_url() -> Iterator[str]:
 @pytest.fixture
 async def chime(chime_url: str) -> AsyncIterator[EmulatorControl]:
     """The emulator's control API, reset before the test (state, counters,
-    limits, faults, clock)."""
+    limits, faults, clock); the limits and faults it set are cleared after it, so
+    that a later test on the session's emulator is not throttled by them."""
     async with EmulatorControl(chime_url) as control:
         await control.reset()
         yield control
+        await control.clear_limits()
+        await control.clear_faults()
 
 
 @pytest.fixture(scope="session")

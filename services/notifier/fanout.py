@@ -24,7 +24,12 @@ class ReceiptWatcher:
     is first given `grace_seconds` to be written here (then its rows went to the
     sessions as they were committed, at no cost); after that the oldest due keys
     are looked up together, at most one BatchGetItem of 100 keys per
-    `interval_seconds`, so a backlog never turns into a storm of reads."""
+    `interval_seconds`, so a backlog never turns into a storm of reads. A key
+    whose append is in flight in this process is not looked up at all (its rows
+    reach the sessions here when it commits), and a key not found yet is looked
+    up again after twice the wait before, at most `max_wait_seconds`: under a
+    backlog the fan-out queue runs ahead of the feed queue, and constant retries
+    would spend the replica's CPU and the table's reads on keys not written yet."""
 
     def __init__(
         self,
@@ -34,6 +39,7 @@ class ReceiptWatcher:
         interval_seconds: float = 0.1,
         grace_seconds: float = 0.25,
         give_up_seconds: float = 60.0,
+        max_wait_seconds: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._feed = feed
@@ -41,14 +47,16 @@ class ReceiptWatcher:
         self._interval = interval_seconds
         self._grace = grace_seconds
         self._give_up = give_up_seconds
+        self._max_wait = max_wait_seconds
         self._clock = clock
-        self._pending: dict[str, tuple[float, float]] = {}  # key -> (next look, give up)
+        # key -> (next look, give up, wait before the look after it)
+        self._pending: dict[str, tuple[float, float, float]] = {}
         self._wake = asyncio.Event()
 
     def watch(self, key: str) -> None:
         if not self._feed.written_here(key) and key not in self._pending:
             now = self._clock()
-            self._pending[key] = (now + self._grace, now + self._give_up)
+            self._pending[key] = (now + self._grace, now + self._give_up, 2 * self._grace)
             self._wake.set()
 
     def __len__(self) -> int:
@@ -68,12 +76,14 @@ class ReceiptWatcher:
     async def check(self) -> None:
         now = self._clock()
         due: list[str] = []
-        for key, (look, give_up) in list(self._pending.items()):
+        for key, (look, give_up, wait) in list(self._pending.items()):
             if self._feed.written_here(key):
                 del self._pending[key]
             elif give_up < now:
                 log.warning("fanout.feed_not_written", key=key)
                 del self._pending[key]
+            elif look <= now and self._feed.in_flight(key):
+                self._pending[key] = (now + self._grace, give_up, wait)
             elif look <= now and len(due) < 100:
                 due.append(key)
         if not due:
@@ -85,7 +95,8 @@ class ReceiptWatcher:
                 self._pending.pop(key, None)
                 self._hub.poke(users)
             elif key in self._pending:
-                self._pending[key] = (now + 2 * self._grace, self._pending[key][1])
+                _, give_up, wait = self._pending[key]
+                self._pending[key] = (now + wait, give_up, min(2 * wait, self._max_wait))
 
 
 class RoomBroadcaster:

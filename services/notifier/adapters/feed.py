@@ -12,20 +12,23 @@ idempotent and tells other replicas whose feeds it touched.
 Appends are group-committed: whatever arrives while a transaction is in
 flight goes into the next one (up to 100 items), so a burst costs a few
 transactions, not one per event, and heads are not fought over in-process.
+Up to `MAX_IN_FLIGHT` transactions are in flight at once, on disjoint sets of
+feeds: a busy person (a manager in hundreds of channels) holds back only the
+appends that extend their feed, and those share one head update per
+transaction.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from shared.dynamo import (
-    MAX_TRANSACT_ITEMS,
     ConditionFailed,
     TableSpec,
     TransactItem,
@@ -37,6 +40,7 @@ from shared.dynamo import (
 from shared.logging import get_logger
 
 from ..domain import Audience, FeedEntry, FeedRow
+from .feed_queue import Append, Tx, take
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -52,6 +56,8 @@ HEAD = 0
 # so that no partition grows without bound however long a feed becomes.
 BUCKET = 256
 _MAX_ATTEMPTS = 20
+# Transactions in flight at once (on disjoint feeds).
+MAX_IN_FLIGHT = 4
 
 
 def _user_pk(user_id: str) -> str:
@@ -71,29 +77,6 @@ def _settle(future: asyncio.Future[bool], result: bool) -> None:
         future.set_result(result)
 
 
-@dataclass
-class _Append:
-    key: str
-    entries: list[FeedEntry]
-    notify: set[str]
-    done: asyncio.Future[bool]
-
-    @property
-    def users(self) -> set[str]:
-        return {e.user_id for e in self.entries}
-
-
-@dataclass
-class _Tx:
-    appends: list[_Append] = field(default_factory=list)
-    users: dict[str, int] = field(default_factory=dict)  # user -> rows in this tx
-
-    def cost_with(self, append: _Append) -> int:
-        new_users = append.users - self.users.keys()
-        rows = sum(self.users.values()) + len(append.entries)
-        return len(self.appends) + 1 + rows + len(self.users) + len(new_users)
-
-
 class DynamoFeed:
     """Per-user feeds: group-committed appends, ordered reads, receipts."""
 
@@ -111,10 +94,12 @@ class DynamoFeed:
         self._retention = retention_seconds
         self._on_written = on_written
         self._clock = clock
-        self._pending: deque[_Append] = deque()
+        self._pending: deque[Append] = deque()
         self._wake = asyncio.Event()
         self._heads: OrderedDict[str, int] = OrderedDict()
         self._recent: OrderedDict[str, None] = OrderedDict()
+        self._busy: set[str] = set()  # users whose feed a transaction in flight extends
+        self._in_flight: dict[str, int] = {}  # key -> appends of it queued or committing
 
     # --- writing ------------------------------------------------------------------
 
@@ -128,9 +113,15 @@ class DynamoFeed:
         if not entries:
             return await self._receipt_only(key, users)
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Append(key, list(entries), users, future))
+        self._pending.append(Append(key, list(entries), users, future))
+        self._in_flight[key] = self._in_flight.get(key, 0) + 1
         self._wake.set()
-        return await future
+        try:
+            return await future
+        finally:
+            left = self._in_flight.pop(key, 1) - 1
+            if left:
+                self._in_flight[key] = left
 
     async def _receipt_only(self, key: str, users: set[str]) -> bool:
         try:
@@ -141,41 +132,50 @@ class DynamoFeed:
         return True
 
     async def run(self) -> None:
-        """The group-commit loop."""
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._pending:
-                tx = self._take()
-                try:
-                    await self._commit(tx)
-                except asyncio.CancelledError:
-                    for append in tx.appends:
-                        if not append.done.done():
-                            append.done.cancel()
-                    raise
-                except Exception as exc:
-                    log.warning("feed.append_failed", error=repr(exc), appends=len(tx.appends))
-                    for append in tx.appends:
-                        if not append.done.done():
-                            append.done.set_exception(exc)
+        """The group-commit loop: up to `MAX_IN_FLIGHT` transactions at a time,
+        never two that extend the same person's feed (the second needs the head
+        the first writes), so one busy person's appends wait only for their own."""
+        running: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                while self._pending and len(running) < MAX_IN_FLIGHT:
+                    tx = self._take()
+                    if not tx.appends:
+                        break  # all that waits extends a feed being written: after it
+                    self._busy.update(tx.users)
+                    task = asyncio.create_task(self._settle_tx(tx))
+                    running.add(task)
+                    task.add_done_callback(functools.partial(self._finished, running, tx))
+        finally:
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
 
-    def _take(self) -> _Tx:
-        tx = _Tx()
-        while self._pending:
-            append = self._pending[0]
-            if tx.appends and (
-                tx.cost_with(append) > MAX_TRANSACT_ITEMS
-                or any(a.key == append.key for a in tx.appends)  # a redelivery: next tx
-            ):
-                break
-            self._pending.popleft()
-            tx.appends.append(append)
-            for entry in append.entries:
-                tx.users[entry.user_id] = tx.users.get(entry.user_id, 0) + 1
-        return tx
+    def _finished(self, running: set[asyncio.Task[None]], tx: Tx, task: asyncio.Task[None]) -> None:
+        running.discard(task)
+        self._busy.difference_update(tx.users)
+        self._wake.set()
 
-    async def _commit(self, tx: _Tx) -> None:
+    async def _settle_tx(self, tx: Tx) -> None:
+        try:
+            await self._commit(tx)
+        except asyncio.CancelledError:
+            for append in tx.appends:
+                if not append.done.done():
+                    append.done.cancel()
+            raise
+        except Exception as exc:
+            log.warning("feed.append_failed", error=repr(exc), appends=len(tx.appends))
+            for append in tx.appends:
+                if not append.done.done():
+                    append.done.set_exception(exc)
+
+    def _take(self) -> Tx:
+        return take(self._pending, self._busy)
+
+    async def _commit(self, tx: Tx) -> None:
         appends = list(tx.appends)
         for _ in range(_MAX_ATTEMPTS):
             if not appends:
@@ -205,7 +205,7 @@ class DynamoFeed:
         raise RuntimeError("feed append kept conflicting")
 
     def _items(
-        self, appends: list[_Append], users: list[str]
+        self, appends: list[Append], users: list[str]
     ) -> tuple[list[TransactItem], list[tuple[str, str]], dict[str, int], dict[str, list[FeedRow]]]:
         now = int(self._clock())
         expires = now + self._retention
@@ -213,13 +213,17 @@ class DynamoFeed:
         roles: list[tuple[str, str]] = []
         heads = {u: self._heads[u] for u in users}
         rows: dict[str, list[FeedRow]] = {}
+        texts: dict[int, str] = {}  # an event's recipients share its data: encode it once
         for append in appends:
             items.append(self._receipt_item(append.key, append.notify))
             roles.append(("receipt", append.key))
             for entry in append.entries:
                 heads[entry.user_id] += 1
                 seq = heads[entry.user_id]
-                items.append(self._row_item(entry, seq, expires))
+                text = texts.get(id(entry.data))
+                if text is None:
+                    text = texts[id(entry.data)] = json.dumps(entry.data)
+                items.append(self._row_item(entry, seq, expires, text))
                 roles.append(("row", entry.user_id))
                 rows.setdefault(entry.user_id, []).append(
                     FeedRow(seq, entry.frame_type, entry.data, entry.audience)
@@ -261,13 +265,13 @@ class DynamoFeed:
             }
         }
 
-    def _row_item(self, entry: FeedEntry, seq: int, expires: int) -> TransactItem:
+    def _row_item(self, entry: FeedEntry, seq: int, expires: int, text: str) -> TransactItem:
         values = {
             "pk": _rows_pk(entry.user_id, seq),
             "sk": seq,
             "event_id": entry.event_id,
             "frame_type": entry.frame_type,
-            "data": json.dumps(entry.data),
+            "data": text,
             "channel_kind": entry.audience.channel_kind,
             "customer_id": entry.audience.customer_id,
             "subject_id": entry.audience.subject_id,
@@ -351,3 +355,7 @@ class DynamoFeed:
     def written_here(self, key: str) -> bool:
         """This process appended `key` (or found it appended) lately."""
         return key in self._recent
+
+    def in_flight(self, key: str) -> bool:
+        """`key` waits for, or is in, this process's next transaction."""
+        return key in self._in_flight
