@@ -6,12 +6,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections import deque
-from collections.abc import Sequence
-from typing import Any
 
 from services.notifier.adapters.feed_queue import Append, take
 from services.notifier.domain import Audience, FeedEntry
 from services.notifier.fanout import ReceiptWatcher
+from tests.notifier.test_units import FakeFeed, FakeHub
 
 
 def _append(key: str, *users: str) -> Append:
@@ -60,43 +59,9 @@ async def test_a_transaction_stays_within_the_item_limit() -> None:
 # --- the receipt watcher: keys written here, or still being written here ----------------
 
 
-class _Feed:
-    def __init__(self) -> None:
-        self.writing: set[str] = set()
-        self.local: set[str] = set()
-        self.done: dict[str, set[str]] = {}
-        self.lookups: list[list[str]] = []
-
-    async def append(
-        self, key: str, entries: Sequence[Any], notify: set[str] | None = None
-    ) -> bool:
-        return True
-
-    async def receipts(self, keys: Sequence[str]) -> dict[str, set[str]]:
-        self.lookups.append(list(keys))
-        return {k: self.done[k] for k in keys if k in self.done}
-
-    def written_here(self, key: str) -> bool:
-        return key in self.local
-
-    def in_flight(self, key: str) -> bool:
-        return key in self.writing
-
-
-class _Hub:
-    def __init__(self) -> None:
-        self.poked: list[str] = []
-
-    def poke(self, users: Any) -> None:
-        self.poked += sorted(users)
-
-    def interested(self, audience: Audience) -> bool:
-        return True
-
-
 async def test_a_key_this_process_is_appending_is_never_looked_up() -> None:
     now = [0.0]
-    feed, hub = _Feed(), _Hub()
+    feed, hub = FakeFeed(), FakeHub()
     watcher = ReceiptWatcher(feed=feed, hub=hub, grace_seconds=0.25, clock=lambda: now[0])
     watcher.watch("mine")
     feed.writing.add("mine")  # queued in this process's feed writer (a backlog)
@@ -114,7 +79,7 @@ async def test_a_key_this_process_is_appending_is_never_looked_up() -> None:
 
 async def test_a_key_not_written_yet_is_looked_up_less_and_less_often() -> None:
     now = [0.0]
-    feed, hub = _Feed(), _Hub()
+    feed, hub = FakeFeed(), FakeHub()
     watcher = ReceiptWatcher(
         feed=feed, hub=hub, grace_seconds=0.25, max_wait_seconds=2.0, clock=lambda: now[0]
     )

@@ -309,6 +309,7 @@ async def test_a_customer_mentioned_into_the_managers_channel_is_refused() -> No
 
 class FakeFeed:
     def __init__(self) -> None:
+        self.writing: set[str] = set()  # appends still queued in this process's writer
         self.local: set[str] = set()
         self.done: dict[str, set[str]] = {}
         self.lookups: list[list[str]] = []
@@ -323,7 +324,7 @@ class FakeFeed:
         return {k: self.done[k] for k in keys if k in self.done}
 
     def in_flight(self, key: str) -> bool:
-        return False
+        return key in self.writing
 
     def written_here(self, key: str) -> bool:
         return key in self.local
